@@ -1,0 +1,1 @@
+"""Pure numpy/scipy analysis, and thin bluesky callbacks applying it to documents."""

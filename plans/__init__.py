@@ -1,0 +1,1 @@
+"""Bluesky plans: they talk to devices only through bluesky messages."""

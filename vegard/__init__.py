@@ -1,0 +1,1 @@
+"""vegard: instrument control and data acquisition for nanoscale electrochemistry."""

@@ -1,0 +1,1 @@
+"""Profiles and protocols: pydantic models and their loaders."""
