@@ -1,0 +1,133 @@
+"""Driver for a LakeShore Model 336 temperature controller (the subset vegard uses).
+
+Every reply is parsed strictly: a reply that is not the number the command
+promises is an error naming the instrument, command and reply, never a NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from .visa_connection import InstrumentReplyError, VisaConnection
+
+
+class HeaterRange(IntEnum):
+    """Heater ranges of a 336 output; each is a decade of full-scale power."""
+
+    OFF = 0
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+
+
+@dataclass(frozen=True)
+class RampSetting:
+    enabled: bool
+    rate_k_per_min: float
+
+
+@dataclass(frozen=True)
+class PidGains:
+    proportional: float
+    integral: float
+    derivative: float
+
+
+def parse_float(reply: str, *, instrument: str, command: str) -> float:
+    try:
+        value = float(reply)
+    except ValueError:
+        raise InstrumentReplyError(instrument, command, reply, "a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise InstrumentReplyError(instrument, command, reply, "a finite number")
+    return value
+
+
+def parse_floats(reply: str, count: int, *, instrument: str, command: str) -> list[float]:
+    fields = reply.split(",")
+    if len(fields) != count:
+        raise InstrumentReplyError(instrument, command, reply, f"{count} comma-separated numbers")
+    return [parse_float(f, instrument=instrument, command=command) for f in fields]
+
+
+class LakeShore336:
+    """Temperature readings, setpoint, ramp, heater range and PID of one output."""
+
+    def __init__(self, connection: VisaConnection, *, output: int = 1,
+                 control_input: str = "A", sample_input: str = "B") -> None:
+        self.connection = connection
+        self.output = output
+        self.control_input = control_input
+        self.sample_input = sample_input
+
+    @property
+    def name(self) -> str:
+        return self.connection.name
+
+    async def connect(self) -> str:
+        """Open the channel and check that a 336 answers; returns its identity."""
+        await self.connection.open()
+        identity = await self.connection.query("*IDN?")
+        if "336" not in identity:
+            raise InstrumentReplyError(self.name, "*IDN?", identity, "a LakeShore Model 336")
+        return identity
+
+    async def _query_float(self, command: str) -> float:
+        reply = await self.connection.query(command)
+        return parse_float(reply, instrument=self.name, command=command)
+
+    async def temperature_k(self) -> float:
+        return await self._query_float(f"KRDG? {self.control_input}")
+
+    async def sample_temperature_k(self) -> float:
+        return await self._query_float(f"KRDG? {self.sample_input}")
+
+    async def setpoint_k(self) -> float:
+        return await self._query_float(f"SETP? {self.output}")
+
+    async def set_setpoint_k(self, value_k: float) -> None:
+        await self.connection.write(f"SETP {self.output},{value_k:.4f}")
+
+    async def heater_output_percent(self) -> float:
+        return await self._query_float(f"HTR? {self.output}")
+
+    async def ramp(self) -> RampSetting:
+        command = f"RAMP? {self.output}"
+        enabled, rate = parse_floats(
+            await self.connection.query(command), 2, instrument=self.name, command=command
+        )
+        return RampSetting(enabled=bool(enabled), rate_k_per_min=rate)
+
+    async def set_ramp(self, enabled: bool, rate_k_per_min: float) -> None:
+        await self.connection.write(f"RAMP {self.output},{int(enabled)},{rate_k_per_min:.3f}")
+
+    async def ramp_rate_k_per_min(self) -> float:
+        return (await self.ramp()).rate_k_per_min
+
+    async def set_ramp_rate_k_per_min(self, rate_k_per_min: float) -> None:
+        """A rate of 0 switches ramping off (setpoint changes act at once)."""
+        await self.set_ramp(rate_k_per_min > 0, rate_k_per_min)
+
+    async def heater_range(self) -> HeaterRange:
+        command = f"RANGE? {self.output}"
+        value = await self._query_float(command)
+        try:
+            return HeaterRange(int(value))
+        except ValueError:
+            raise InstrumentReplyError(self.name, command, str(value), "a range 0-3") from None
+
+    async def set_heater_range(self, heater_range: HeaterRange) -> None:
+        await self.connection.write(f"RANGE {self.output},{int(heater_range)}")
+
+    async def pid(self) -> PidGains:
+        command = f"PID? {self.output}"
+        p, i, d = parse_floats(
+            await self.connection.query(command), 3, instrument=self.name, command=command
+        )
+        return PidGains(p, i, d)
+
+    async def set_pid(self, gains: PidGains) -> None:
+        await self.connection.write(
+            f"PID {self.output},{gains.proportional:g},{gains.integral:g},{gains.derivative:g}"
+        )

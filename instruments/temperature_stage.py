@@ -1,0 +1,175 @@
+"""The variable-temperature stage as an ophyd-async device.
+
+`set(T)` completes only when the stage has *settled*: the control temperature
+stayed within `settle_tolerance_k` of the setpoint for `settle_time_s`
+(instrument time). That is the condition a scientist waits for before imaging,
+and the device reports how long it took (`settling_time_s`).
+
+The device is also `Subscribable`: while monitored it polls the controller on
+the instrument clock, so a plan can record temperature and heater output as a
+monitored stream without a separate loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from bluesky.protocols import Reading, Stoppable, Subscribable
+from ophyd_async.core import (
+    StandardReadable,
+    StandardReadableFormat,
+    WatchableAsyncStatus,
+    WatcherUpdate,
+    soft_signal_r_and_setter,
+    soft_signal_rw,
+)
+
+from vegard.clock import WALL_CLOCK, InstrumentClock
+
+from .driver_signal import driver_signal_r, driver_signal_rw
+from .lakeshore336 import HeaterRange, LakeShore336
+
+logger = logging.getLogger(__name__)
+
+
+class TemperatureOutOfRangeError(ValueError):
+    """A setpoint outside the stage's rated range; refused before it is sent."""
+
+
+class TemperatureNotSettledError(TimeoutError):
+    """The stage did not settle within the allowed instrument time."""
+
+
+class TemperatureStage(StandardReadable, Subscribable, Stoppable):
+    """Control temperature, sample temperature, heater output, setpoint and ramp."""
+
+    def __init__(
+        self,
+        controller: LakeShore336,
+        *,
+        clock: InstrumentClock = WALL_CLOCK,
+        minimum_temperature_k: float = 200.0,
+        maximum_temperature_k: float = 400.0,
+        poll_period_s: float = 2.0,
+        settle_timeout_s: float = 3600.0,
+        name: str = "",
+    ) -> None:
+        self.controller = controller
+        self.clock = clock
+        self.minimum_temperature_k = minimum_temperature_k
+        self.maximum_temperature_k = maximum_temperature_k
+        self.poll_period_s = poll_period_s
+        self.settle_timeout_s = settle_timeout_s
+        self._connected = False
+        self._connect_lock = asyncio.Lock()
+        self._monitors: dict[Callable, asyncio.Task] = {}
+        self._stop_requested = False
+
+        address = controller.connection.address
+        common = {"connect": self._connect_controller, "clock": clock}
+        with self.add_children_as_readables(StandardReadableFormat.HINTED_UNCACHED_SIGNAL):
+            self.temperature_k = driver_signal_r(
+                float, controller.temperature_k, units="K",
+                source=f"visa://{address}/KRDG?{controller.control_input}", **common,
+            )
+        with self.add_children_as_readables(StandardReadableFormat.UNCACHED_SIGNAL):
+            self.sample_temperature_k = driver_signal_r(
+                float, controller.sample_temperature_k, units="K",
+                source=f"visa://{address}/KRDG?{controller.sample_input}", **common,
+            )
+            self.heater_output_percent = driver_signal_r(
+                float, controller.heater_output_percent, units="%",
+                source=f"visa://{address}/HTR?{controller.output}", **common,
+            )
+            self.setpoint_k = driver_signal_rw(
+                float, controller.setpoint_k, controller.set_setpoint_k, units="K",
+                source=f"visa://{address}/SETP{controller.output}", **common,
+            )
+            self.settling_time_s, self._set_settling_time_s = soft_signal_r_and_setter(
+                float, initial_value=0.0, units="s"
+            )
+        with self.add_children_as_readables(StandardReadableFormat.CONFIG_SIGNAL):
+            self.ramp_rate_k_per_min = driver_signal_rw(
+                float, controller.ramp_rate_k_per_min, controller.set_ramp_rate_k_per_min,
+                units="K/min", source=f"visa://{address}/RAMP{controller.output}", **common,
+            )
+            self.heater_range = driver_signal_rw(
+                HeaterRange, controller.heater_range, controller.set_heater_range,
+                source=f"visa://{address}/RANGE{controller.output}", **common,
+            )
+            self.settle_tolerance_k = soft_signal_rw(float, 0.1, units="K")
+            self.settle_time_s = soft_signal_rw(float, 60.0, units="s")
+        super().__init__(name=name)
+
+    async def _connect_controller(self, timeout: float) -> None:
+        async with self._connect_lock:
+            if not self._connected:
+                await asyncio.wait_for(self.controller.connect(), timeout)
+                self._connected = True
+
+    def check_setpoint(self, setpoint_k: float) -> None:
+        low, high = self.minimum_temperature_k, self.maximum_temperature_k
+        if not low <= setpoint_k <= high:
+            raise TemperatureOutOfRangeError(
+                f"{self.name}: setpoint {setpoint_k:g} K is outside the stage's rated range "
+                f"{low:g}–{high:g} K"
+            )
+
+    @WatchableAsyncStatus.wrap
+    async def set(self, setpoint_k: float):
+        """Go to `setpoint_k` and wait until settled; yields progress updates."""
+        self.check_setpoint(setpoint_k)
+        self._stop_requested = False
+        tolerance_k = await self.settle_tolerance_k.get_value()
+        hold_s = await self.settle_time_s.get_value()
+        initial_k = await self.temperature_k.get_value()
+        started = self.clock.now()
+        await self.setpoint_k.set(setpoint_k)
+        in_band_since: float | None = None
+        while True:
+            current_k = await self.temperature_k.get_value()
+            now = self.clock.now()
+            yield WatcherUpdate(
+                current=current_k, initial=initial_k, target=setpoint_k,
+                name=self.name, unit="K", precision=3, time_elapsed=now - started,
+            )
+            if abs(current_k - setpoint_k) <= tolerance_k:
+                in_band_since = now if in_band_since is None else in_band_since
+                if now - in_band_since >= hold_s:
+                    break
+            else:
+                in_band_since = None
+            if self._stop_requested:
+                raise RuntimeError(f"{self.name}: move to {setpoint_k:g} K was stopped")
+            if now - started > self.settle_timeout_s:
+                raise TemperatureNotSettledError(
+                    f"{self.name}: not settled within ±{tolerance_k:g} K of {setpoint_k:g} K "
+                    f"after {self.settle_timeout_s:g} s (instrument time); last reading "
+                    f"{current_k:.3f} K"
+                )
+            await self.clock.sleep(self.poll_period_s)
+        self._set_settling_time_s(in_band_since - started)
+
+    async def stop(self, success: bool = False) -> None:
+        """Stop waiting for a settle; the controller keeps its last setpoint."""
+        self._stop_requested = True
+
+    def subscribe(self, function: Callable[[dict[str, Reading]], None]) -> None:
+        """Poll all readings on the instrument clock and pass them to `function`."""
+
+        async def poll() -> None:
+            while True:
+                try:
+                    function(await self.read())
+                except Exception as error:  # a missed monitor point must not end the run
+                    logger.warning("%s: monitor reading failed: %s", self.name, error)
+                await self.clock.sleep(self.poll_period_s)
+
+        self._monitors[function] = asyncio.get_running_loop().create_task(poll())
+
+    def clear_sub(self, function: Callable[[dict[str, Reading]], None]) -> None:
+        task = self._monitors.pop(function, None)
+        if task is not None:
+            task.cancel()

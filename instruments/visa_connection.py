@@ -1,0 +1,122 @@
+"""A message-based instrument connection over pyvisa (pyvisa-py backend).
+
+The same class talks to a real instrument at its own VISA address and to a
+simulator on loopback (`TCPIP0::127.0.0.1::PORT::SOCKET`); it cannot tell them
+apart. Exchanges are serialised (one command/reply in flight per instrument)
+and run in a worker thread so that a slow instrument never blocks the
+RunEngine's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from functools import cache
+
+import pyvisa
+import pyvisa.errors
+
+
+class InstrumentCommunicationError(RuntimeError):
+    """An exchange with an instrument failed; the message says which and why."""
+
+    def __init__(self, instrument: str, command: str, reason: str) -> None:
+        self.instrument = instrument
+        self.command = command
+        self.reason = reason
+        super().__init__(f"{instrument}: {command!r} failed: {reason}")
+
+
+class InstrumentReplyError(InstrumentCommunicationError):
+    """An instrument answered, but not with what the command promises."""
+
+    def __init__(self, instrument: str, command: str, reply: str, expected: str) -> None:
+        self.reply = reply
+        super().__init__(instrument, command, f"reply {reply!r} is not {expected}")
+
+
+@cache
+def _resource_manager() -> pyvisa.ResourceManager:
+    return pyvisa.ResourceManager("@py")
+
+
+class VisaConnection:
+    """One instrument's line-terminated text channel."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        name: str,
+        timeout_s: float = 2.0,
+        termination: str = "\n",
+    ) -> None:
+        self.address = address
+        self.name = name
+        self.timeout_s = timeout_s
+        self.termination = termination
+        self._resource: pyvisa.resources.MessageBasedResource | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def is_open(self) -> bool:
+        return self._resource is not None
+
+    def open_blocking(self) -> None:
+        with self._lock:
+            if self._resource is not None:
+                return
+            try:
+                resource = _resource_manager().open_resource(
+                    self.address,
+                    read_termination=self.termination,
+                    write_termination=self.termination,
+                    timeout=int(self.timeout_s * 1000),
+                )
+            except (pyvisa.errors.Error, OSError, ValueError) as error:
+                raise InstrumentCommunicationError(
+                    self.name, f"open {self.address}", str(error) or type(error).__name__
+                ) from error
+            self._resource = resource  # type: ignore[assignment]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._resource is not None:
+                try:
+                    self._resource.close()
+                except (pyvisa.errors.Error, OSError):
+                    pass
+                self._resource = None
+
+    def query_blocking(self, command: str) -> str:
+        return self._exchange(command, expect_reply=True)
+
+    def write_blocking(self, command: str) -> None:
+        self._exchange(command, expect_reply=False)
+
+    def _exchange(self, command: str, *, expect_reply: bool) -> str:
+        with self._lock:
+            if self._resource is None:
+                raise InstrumentCommunicationError(self.name, command, "not connected")
+            try:
+                if expect_reply:
+                    return self._resource.query(command).strip()
+                self._resource.write(command)
+                return ""
+            except pyvisa.errors.VisaIOError as error:
+                timed_out = error.error_code == pyvisa.constants.StatusCode.error_timeout
+                reason = "no reply (timeout)" if timed_out else str(error)
+                raise InstrumentCommunicationError(self.name, command, reason) from error
+            except (OSError, pyvisa.errors.Error) as error:
+                raise InstrumentCommunicationError(
+                    self.name, command, str(error) or type(error).__name__
+                ) from error
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self.open_blocking)
+
+    async def query(self, command: str) -> str:
+        return await asyncio.to_thread(self.query_blocking, command)
+
+    async def write(self, command: str) -> None:
+        await asyncio.to_thread(self.write_blocking, command)
