@@ -61,6 +61,9 @@ def describe_validation_error(source: Path | str, error: ValidationError) -> str
         units = {last: unit_of_field(last)}
         if kind == "missing":
             lines.append(f"{source}: {location} is missing (required field)")
+        elif kind == "value_error":
+            # cross-field checks say which fields and values themselves
+            lines.append(f"{source}: {location}: {item['ctx']['error']}")
         elif kind == "extra_forbidden":
             lines.append(f"{source}: {location} is not a known field (value {item['input']!r})")
         else:

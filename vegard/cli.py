@@ -1,0 +1,249 @@
+"""The `vegard` command.
+
+    vegard dry-run PROTOCOL [--profile P] [--set inst.param=value ...] [--json]
+    vegard run PROTOCOL --profile P [--json]
+    vegard runs [--json]
+    vegard replay UID [--json]
+    vegard sim serve [--profile P] [--set ...]
+    vegard sim params [--profile P] [--set ...] [--json]
+
+Errors exit non-zero with one line per problem and no traceback (unless
+--debug). With --json the last line of stdout is exactly one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from vegard.config.errors import ConfigError
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SIM_PROFILE = Path("configs/profiles/sim.yaml")
+
+
+class CliError(Exception):
+    """A failure to report in one line and exit with status 1."""
+
+
+def default_sim_profile() -> Path:
+    """The sim profile in the working directory, else the one shipped in the repository."""
+    if DEFAULT_SIM_PROFILE.is_file():
+        return DEFAULT_SIM_PROFILE
+    return REPOSITORY_ROOT / DEFAULT_SIM_PROFILE
+
+
+def data_directory(argument: str | None) -> Path:
+    return Path(argument or os.environ.get("VEGARD_DATA") or "vegard-data").resolve()
+
+
+def _print_json(payload: dict[str, Any]) -> None:
+    print(json.dumps(payload, default=str, allow_nan=False))
+
+
+def _execute(args: argparse.Namespace, *, dry_run: bool) -> int:
+    from vegard.config.profiles import load_profile
+    from vegard.config.protocols import load_protocol
+    from vegard.session import Session
+
+    protocol_path = Path(args.protocol)
+    protocol = load_protocol(protocol_path)
+    profile_path = Path(args.profile) if args.profile else default_sim_profile()
+    profile = load_profile(profile_path)
+    session = Session(
+        profile=profile,
+        data_dir=data_directory(args.data_dir),
+        dry_run=dry_run,
+        simulator_overrides=args.set or [],
+        speedup=args.speedup,
+        show_progress=not args.quiet,
+        profile_source=str(profile_path),
+    )
+    outcome = session.execute(protocol, protocol_path)
+    if args.json:
+        _print_json(outcome.summary)
+    else:
+        print_summary(outcome.summary)
+    if outcome.exit_status != "success":
+        print(f"vegard: run ended with {outcome.exit_status}: {outcome.reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    print(f"protocol      {summary['protocol']} ({summary.get('protocol_kind', '?')})")
+    print(f"runs          {', '.join(summary['run_uids'])}")
+    print(f"exit status   {summary.get('exit_status', '?')}")
+    print(
+        f"time          {summary['instrument_time_s']:.0f} s instrument, "
+        f"{summary['wall_time_s']:.1f} s wall"
+    )
+    analysis = summary.get("analysis", {})
+    for step in analysis.get("steps", []):
+        verdict = "ok" if step["within_tolerance"] else "OUT OF TOLERANCE"
+        print(
+            f"  setpoint {step['setpoint_k']:7.2f} K  settled {step['settled_temperature_k']:8.3f} K"
+            f"  sample {step['settled_sample_temperature_k']:8.3f} K"
+            f"  settling {step['settling_time_s']:6.0f} s  {verdict}"
+        )
+    for figure in analysis.get("figures", []):
+        print(f"figure        {figure}")
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from vegard.store.catalog import list_runs
+
+    runs = list_runs(data_directory(args.data_dir))
+    if args.json:
+        _print_json({"runs": [run.as_dict() for run in runs]})
+        return 0
+    if not runs:
+        print(f"no runs in {data_directory(args.data_dir)}")
+    for run in runs:
+        print(run.line())
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from vegard.replay import replay_run
+
+    summary = replay_run(data_directory(args.data_dir), args.uid)
+    if args.json:
+        _print_json(summary)
+    else:
+        print_summary(summary)
+    return 0
+
+
+def _sim_lab(args: argparse.Namespace, *, start_ports: bool):
+    from vegard.clock import InstrumentClock
+    from vegard.config.profiles import load_profile
+    from vegard.simulators.lab import SimulatedLab
+
+    profile_path = Path(args.profile) if args.profile else default_sim_profile()
+    profile = load_profile(profile_path)
+    simulation = profile.simulation
+    return SimulatedLab(
+        InstrumentClock(args.speedup or profile.clock.speedup),
+        parameters=simulation.parameters,
+        overrides=args.set or [],
+        parameter_source=str(profile_path),
+        ports=dict(simulation.ports) if start_ports else None,
+        seed=simulation.seed,
+    ), simulation
+
+
+def _sim_serve(args: argparse.Namespace) -> int:
+    from vegard.simulators.serve import serve_forever
+
+    lab, simulation = _sim_lab(args, start_ports=True)
+    serve_forever(lab, control_port=simulation.control_port, host=args.host)
+    return 0
+
+
+def _sim_params(args: argparse.Namespace) -> int:
+    lab, _ = _sim_lab(args, start_ports=False)
+    rows = lab.parameter_table()
+    if args.json:
+        _print_json({"parameters": rows})
+        return 0
+    for row in rows:
+        print(
+            f"{row['instrument']}.{row['name']:<40} {row['value']:>12g} {row['unit']:<8} "
+            f"[{row['minimum']:g} … {row['maximum']:g}]  {row['description']}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vegard", description=__doc__.split("\n")[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def common(sub: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+        sub.add_argument("--data-dir", help="run store (default $VEGARD_DATA or ./vegard-data)")
+        if json_flag:
+            sub.add_argument("--json", action="store_true", help="print one JSON object last")
+        sub.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    def simulator_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--profile", help="instrument profile YAML (default: sim profile)")
+        sub.add_argument(
+            "--set", action="append", metavar="INSTRUMENT.PARAMETER=VALUE",
+            help="override a simulator parameter (repeatable)",
+        )
+        sub.add_argument("--speedup", type=float, help="instrument time / wall time")
+
+    for name, help_text in (
+        ("dry-run", "run a protocol against the physics simulators"),
+        ("run", "run a protocol at the instruments of a profile"),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("protocol", help="protocol YAML file")
+        simulator_options(sub)
+        sub.add_argument("--quiet", action="store_true", help="no progress lines")
+        common(sub)
+
+    sub = commands.add_parser("runs", help="list recorded runs")
+    common(sub)
+    sub = commands.add_parser("replay", help="push a recorded run through its live analysis")
+    sub.add_argument("uid", help="run uid (a unique prefix is enough)")
+    common(sub)
+
+    sim = commands.add_parser("sim", help="simulated instruments").add_subparsers(
+        dest="sim_command", required=True
+    )
+    sub = sim.add_parser("serve", help="serve the simulators on loopback until interrupted")
+    simulator_options(sub)
+    sub.add_argument(
+        "--host", default="127.0.0.1",
+        help="bind address (default 127.0.0.1; anything else is exposed to the network)",
+    )
+    sub.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    sub = sim.add_parser("params", help="list every simulator parameter with unit and range")
+    simulator_options(sub)
+    sub.add_argument("--json", action="store_true", help="print one JSON object")
+    sub.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.command in ("dry-run", "run"):
+        return _execute(args, dry_run=args.command == "dry-run")
+    if args.command == "runs":
+        return _runs(args)
+    if args.command == "replay":
+        return _replay(args)
+    if args.sim_command == "serve":
+        return _sim_serve(args)
+    return _sim_params(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return dispatch(args)
+    except KeyboardInterrupt:
+        print("vegard: interrupted", file=sys.stderr)
+        return 130
+    except (ConfigError, CliError, ValueError, OSError, RuntimeError) as error:
+        if args.debug:
+            raise
+        message = "; ".join(str(error).strip().splitlines()) or type(error).__name__
+        print(f"vegard: {message}", file=sys.stderr)
+        if getattr(args, "json", False):
+            _print_json({"error": message})
+        return 2 if isinstance(error, ConfigError) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""A session: profile → (simulators) → devices → RunEngine → run store and analysis.
+
+Everything a protocol needs is validated before the first command goes on a
+wire: the protocol file, the profile, the protocol against the profile's
+limits, and the simulator parameters.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bluesky import RunEngine
+from bluesky.run_engine import call_in_bluesky_event_loop
+from bluesky.utils import RunEngineInterrupted
+
+from vegard.clock import ClockState, InstrumentClock
+from vegard.config.errors import ConfigError
+from vegard.config.profiles import SIM_ADDRESS, Profile
+from vegard.config.protocols import Protocol
+from vegard.devices import build_temperature_stage, close_device
+from vegard.instruments.visa_connection import VisaConnection
+from vegard.progress import ProgressPrinter
+from vegard.protocol_runners import merged_analysis, run_metadata, runner_for
+from vegard.simulators.lab import SimulatedLab
+from vegard.store.layout import run_directory
+from vegard.store.writer import RunWriter
+
+DEVICE_BUILDERS = {"temperature_stage": build_temperature_stage}
+
+
+def follow_clock(control_address: str) -> InstrumentClock:
+    """A clock in step with a simulator lab served by another process."""
+    connection = VisaConnection(control_address, name="simulator control", timeout_s=2.0)
+    connection.open_blocking()
+    try:
+        reply = connection.query_blocking("CLOCK?")
+    finally:
+        connection.close()
+    try:
+        now_s, speedup = (float(part) for part in reply.split(","))
+    except ValueError:
+        raise ConfigError(f"{control_address}: CLOCK? answered {reply!r}, not 'time,speedup'")
+    return InstrumentClock.following(ClockState(instrument_time_s=now_s, speedup=speedup))
+
+
+@dataclass
+class RunOutcome:
+    """What `vegard run`/`dry-run` print: the summary of one protocol execution."""
+
+    summary: dict[str, Any]
+    exit_status: str
+    reason: str = ""
+
+
+@dataclass
+class Session:
+    profile: Profile
+    data_dir: Path
+    dry_run: bool
+    simulator_overrides: Sequence[str] = ()
+    speedup: float | None = None
+    show_progress: bool = True
+    profile_source: str = "profile"
+    clock: InstrumentClock = field(init=False)
+    lab: SimulatedLab | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.speedup is not None and not self.speedup > 0:
+            raise ConfigError(f"--speedup = {self.speedup!r} is not valid: allowed: value > 0")
+        simulated = self.profile.simulated_devices()
+        if simulated and not self.dry_run:
+            raise ConfigError(
+                f"{self.profile_source}: devices {', '.join(simulated)} have address 'sim'; "
+                "use `vegard dry-run` for simulators, or give real addresses"
+            )
+        if self.dry_run and not simulated and self.profile.clock.follow is None:
+            raise ConfigError(
+                f"{self.profile_source}: a dry run needs devices at address 'sim' or a clock "
+                "that follows a served simulator lab"
+            )
+
+    def _make_clock(self) -> InstrumentClock:
+        if self.profile.clock.follow and not self.profile.simulated_devices():
+            return follow_clock(self.profile.clock.follow)
+        return InstrumentClock(self.speedup or self.profile.clock.speedup)
+
+    def _make_lab(self) -> SimulatedLab | None:
+        simulated = self.profile.simulated_devices()
+        if not simulated:
+            return None
+        simulation = self.profile.simulation
+        return SimulatedLab(
+            self.clock,
+            parameters=simulation.parameters,
+            overrides=list(self.simulator_overrides),
+            parameter_source=self.profile_source,
+            instruments=simulated,
+            seed=simulation.seed,
+        )
+
+    def execute(self, protocol: Protocol, protocol_path: Path) -> RunOutcome:
+        runner = runner_for(protocol)
+        runner.check(protocol, self.profile, protocol_path)
+        for name in runner.devices:
+            if getattr(self.profile.devices, name, None) is None:
+                raise ConfigError(
+                    f"{self.profile_source}: devices.{name} is missing "
+                    f"(protocol {protocol.protocol!r} needs it)"
+                )
+        self.clock = self._make_clock()
+        self.lab = self._make_lab()  # validates simulator parameters before starting any
+        wall_start_s = time.monotonic()
+        instrument_start_s = self.clock.now()
+        devices: dict[str, Any] = {}
+        try:
+            if self.lab is not None:
+                self.lab.start()
+            run_engine = self._make_run_engine()
+            devices = self._connect(runner.devices)
+            analyses = runner.analyses(lambda uid: run_directory(self.data_dir, uid) / "figures")
+            for analysis in analyses:
+                run_engine.subscribe(analysis)
+            metadata = {
+                **run_metadata(protocol, protocol_path),
+                "profile": self.profile.profile,
+                "dry_run": self.dry_run,
+                "instrument_clock": {"speedup": self.clock.speedup, "started_s": self.clock.now()},
+            }
+            plan = runner.plan(protocol, devices, self.profile, metadata)
+            uids, exit_status, reason = self._run(run_engine, plan)
+            summary: dict[str, Any] = {
+                "protocol": str(protocol_path),
+                "protocol_kind": protocol.protocol,
+                "profile": self.profile.profile,
+                "sample": protocol.sample,
+                "run_uids": list(uids),
+                "exit_status": exit_status,
+                "instrument_time_s": self.clock.now() - instrument_start_s,
+                "wall_time_s": time.monotonic() - wall_start_s,
+                "speedup": self.clock.speedup,
+                "data_dir": str(self.data_dir),
+                "analysis": merged_analysis(analyses),
+            }
+            if reason:
+                summary["reason"] = reason
+            if self.lab is not None:
+                summary["ground_truth"] = self.lab.ground_truth()
+            return RunOutcome(summary=summary, exit_status=exit_status, reason=reason)
+        finally:
+            for device in devices.values():
+                close_device(device)
+            if self.lab is not None:
+                self.lab.stop()
+
+    def _make_run_engine(self) -> RunEngine:
+        run_engine = RunEngine({}, call_returns_result=True)
+        clock = self.clock
+
+        async def instrument_sleep(msg):
+            await clock.sleep(*msg.args)
+
+        run_engine.register_command("sleep", instrument_sleep)
+        run_engine.subscribe(RunWriter(self.data_dir))
+        if self.show_progress:
+            run_engine.subscribe(ProgressPrinter(self.clock))
+        self._statuses: list[tuple[str, str, str]] = []
+        run_engine.subscribe(self._remember_stop, "stop")
+        return run_engine
+
+    def _remember_stop(self, name: str, doc: dict) -> None:
+        self._statuses.append((doc["run_start"], doc["exit_status"], doc.get("reason", "")))
+
+    def _connect(self, names: Sequence[str]) -> dict[str, Any]:
+        devices = {}
+        for name in names:
+            settings = getattr(self.profile.devices, name)
+            address = settings.address
+            if address == SIM_ADDRESS:
+                assert self.lab is not None
+                address = self.lab.addresses[name]
+            device = DEVICE_BUILDERS[name](settings, address, self.clock)
+            devices[name] = device
+            call_in_bluesky_event_loop(device.connect(timeout=settings.timeout_s * 5))
+        return devices
+
+    def _run(self, run_engine: RunEngine, plan) -> tuple[list[str], str, str]:
+        error_text = ""
+        try:
+            run_engine(plan)
+        except RunEngineInterrupted:
+            run_engine.abort("interrupted by the user")
+        except Exception as error:  # the run is closed and recorded; report, don't crash
+            error_text = f"{type(error).__name__}: {error}"
+        uids = [uid for uid, _, _ in self._statuses]
+        failures = [(status, reason) for _, status, reason in self._statuses if status != "success"]
+        if failures:
+            return uids, failures[0][0], failures[0][1] or error_text
+        if error_text:
+            return uids, "fail", error_text
+        return uids, "success", ""
