@@ -79,5 +79,5 @@ def test_non_mapping_and_missing_files_are_refused(tmp_path):
 def test_profile_safe_temperature_must_lie_in_stage_range(tmp_path):
     source = REPOSITORY / "configs/profiles/sim.yaml"
     path = edited(tmp_path, source, "safe_temperature_k: 295", "safe_temperature_k: 500")
-    with pytest.raises(ConfigError, match=r"sim.yaml: devices.temperature_stage .*500"):
+    with pytest.raises(ConfigError, match=r"sim.yaml: devices.temperature_stage: safe_temperature_k = 500"):
         load_profile(path)
