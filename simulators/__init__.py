@@ -1,4 +1,27 @@
 """Physics models and instrument emulators that speak the instruments' wire protocols.
 
-No bluesky or ophyd imports here: a simulator is a server, not a device.
+No bluesky or ophyd imports here: a simulator is a server, not a device. Only
+the standard library, numpy and `vegard.clock` are used, so a simulator can run
+in a process of its own (`vegard sim serve`).
 """
+
+from .lab import SIMULATORS, SimulatedLab, SimulatorKind, model_classes, parameter_specs
+from .parameters import Parameter, SimulatorParameterError, parameter_table, resolve_parameters
+from .scpi_server import Instrument, ScpiError, ScpiServer
+from .serve import serve_forever
+
+__all__ = [
+    "SIMULATORS",
+    "Instrument",
+    "Parameter",
+    "ScpiError",
+    "ScpiServer",
+    "SimulatedLab",
+    "SimulatorKind",
+    "SimulatorParameterError",
+    "model_classes",
+    "parameter_specs",
+    "parameter_table",
+    "resolve_parameters",
+    "serve_forever",
+]

@@ -1,0 +1,75 @@
+"""The "sim control" port: lets another process follow a served lab's clock and truth.
+
+`vegard sim serve` runs the simulators in one process; a dry run in another
+process must run its plans on the same instrument clock, and tests there want
+the ground truth. Both are read over the same kind of loopback SCPI socket:
+
+    CLOCK?               <instrument_time_s>,<speedup>   (Python float repr)
+    TRUTH? <instrument>  the instrument's ground truth as one line of JSON
+    INST?                name=VISA address,...
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+
+from vegard.clock import ClockState, InstrumentClock
+
+from .scpi_server import (
+    ILLEGAL_PARAMETER_VALUE,
+    Instrument,
+    ScpiError,
+    ScpiServer,
+    require_arguments,
+)
+
+
+class ServedLab(Protocol):
+    """What the control port reads from a lab (a `SimulatedLab`)."""
+
+    clock: InstrumentClock
+
+    @property
+    def addresses(self) -> dict[str, str]: ...
+
+    def ground_truth(self) -> dict[str, dict[str, object]]: ...
+
+
+class SimControl(Instrument):
+    """Answers clock, ground-truth and address queries about a running lab."""
+
+    identity = "VEGARD,SIM-CONTROL,0,0.1"
+
+    def __init__(self, lab: ServedLab) -> None:
+        super().__init__(lab.clock)
+        self.lab = lab
+        self.register("CLOCK?", self._query_clock)
+        self.register("TRUTH?", self._query_truth)
+        self.register("INST?", self._query_instruments)
+
+    def _query_clock(self, arguments: list[str]) -> str:
+        state = self.clock.state()
+        return f"{state.instrument_time_s!r},{state.speedup!r}"
+
+    def _query_truth(self, arguments: list[str]) -> str:
+        require_arguments(arguments, 1)
+        truth = self.lab.ground_truth()
+        name = arguments[0].strip().strip('"').lower()
+        if name not in truth:
+            raise ScpiError(ILLEGAL_PARAMETER_VALUE, f"no simulated instrument {name!r}")
+        return json.dumps(truth[name], separators=(",", ":"))
+
+    def _query_instruments(self, arguments: list[str]) -> str:
+        return ",".join(f"{name}={address}" for name, address in self.lab.addresses.items())
+
+
+def parse_clock_reply(reply: str) -> ClockState:
+    """The `CLOCK?` reply as a `ClockState` (for `InstrumentClock.following`)."""
+    time_text, speedup_text = reply.strip().split(",")
+    return ClockState(instrument_time_s=float(time_text), speedup=float(speedup_text))
+
+
+def control_server(lab: ServedLab, port: int = 0) -> ScpiServer:
+    """A (not yet started) loopback server for the lab's control port."""
+    return ScpiServer(SimControl(lab), port=port)

@@ -1,0 +1,51 @@
+"""Serve a simulated lab until told to stop: the body of `vegard sim serve`."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from typing import TextIO
+
+from .control import control_server
+from .lab import SimulatedLab
+
+CONTROL_NAME = "control"
+
+
+def serve_forever(
+    lab: SimulatedLab,
+    control_port: int = 0,
+    *,
+    out: TextIO | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Start the lab and its control port, print the addresses, block, then stop cleanly.
+
+    Prints one `name address` line per instrument and one for the control port.
+    Returns on KeyboardInterrupt, SIGTERM (when called from the main thread), or
+    when `stop` is set (for callers that run it in a thread).
+    """
+    out = out or sys.stdout
+    stop = stop or threading.Event()
+    control = control_server(lab, port=control_port)
+    previous_handler = None
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    try:
+        lab.start()
+        control.start()
+        for name, address in lab.addresses.items():
+            print(f"{name} {address}", file=out)
+        print(f"{CONTROL_NAME} {control.visa_address}", file=out)
+        out.flush()
+        if in_main_thread:
+            previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        while not stop.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if in_main_thread and previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+        control.stop()
+        lab.stop()

@@ -1,0 +1,131 @@
+"""The simulated lab, its control port and `serve_forever`, end to end over sockets."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+import time
+
+import pytest
+from vegard.simulators.control import control_server, parse_clock_reply
+from vegard.simulators.lab import SIMULATORS, SimulatedLab
+from vegard.simulators.lakeshore336 import LakeShore336
+from vegard.simulators.parameters import SimulatorParameterError
+from vegard.simulators.serve import serve_forever
+from vegard.simulators.temperature_stage import TemperatureStage
+
+from vegard.clock import InstrumentClock
+
+FAST = 10_000.0
+"""Instrument seconds per wall second: 0.05 s of test time is 500 s on the stage."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def lab():
+    with SimulatedLab(InstrumentClock(speedup=FAST), seed=7) as running:
+        yield running
+
+
+def test_registry_maps_the_temperature_stage_to_model_and_emulator() -> None:
+    kind = SIMULATORS["temperature_stage"]
+    assert kind.model is TemperatureStage
+    assert kind.emulator is LakeShore336
+
+
+def test_addresses_are_loopback_visa_sockets(lab, connect, port_from_address) -> None:
+    address = lab.addresses["temperature_stage"]
+    assert address.startswith("TCPIP0::127.0.0.1::") and address.endswith("::SOCKET")
+    client = connect(port_from_address(address))
+    assert client.query("*IDN?") == "LSCI,MODEL336,SIM336,2.9"
+    assert isinstance(lab.instruments["temperature_stage"], LakeShore336)
+
+
+def test_fixed_ports_are_used() -> None:
+    port = free_port()
+    with SimulatedLab(InstrumentClock(speedup=FAST), ports={"temperature_stage": port}) as lab:
+        assert lab.addresses["temperature_stage"] == f"TCPIP0::127.0.0.1::{port}::SOCKET"
+
+
+def test_stage_physics_runs_on_the_fast_clock_behind_the_wire(
+    lab, connect, port_from_address
+) -> None:
+    client = connect(port_from_address(lab.addresses["temperature_stage"]))
+    client.send("SETP 1,350")
+    deadline = time.monotonic() + 2.0
+    while abs(float(client.query("KRDG? A")) - 350.0) > 0.1:  # ~80 instrument s ≈ 8 ms
+        assert time.monotonic() < deadline, "stage did not reach 350 K"
+        time.sleep(0.005)
+    truth = lab.ground_truth()["temperature_stage"]
+    assert truth["target_setpoint_k"] == 350.0
+    assert truth["stage_temperature_k"] > 349.0
+
+
+def test_command_log_shows_what_each_simulator_received(lab, connect, port_from_address) -> None:
+    assert lab.command_log("temperature_stage") == []
+    client = connect(port_from_address(lab.addresses["temperature_stage"]))
+    client.query("RANGE? 1;SETP? 1")
+    assert lab.command_log("temperature_stage") == ["RANGE? 1", "SETP? 1"]
+
+
+def test_parameters_reach_the_model_and_bad_ones_are_refused() -> None:
+    clock = InstrumentClock(speedup=FAST)
+    lab = SimulatedLab(clock, {"temperature_stage": {"bath_temperature_k": 4.2}})
+    assert lab.ground_truth()["temperature_stage"]["parameters"]["bath_temperature_k"] == 4.2
+    with pytest.raises(SimulatorParameterError, match=r"temperature_stage\.thermal_mass_j_per_k"
+                       r" = 0 is out of range: allowed 0.1 … 1000 J/K"):
+        SimulatedLab(clock, {"temperature_stage": {"thermal_mass_j_per_k": 0.0}})
+
+
+def test_same_seed_same_noise() -> None:
+    readings = []
+    for _ in range(2):
+        clock = InstrumentClock(speedup=1.0, origin_s=1e9)
+        lab = SimulatedLab(clock, seed=5)
+        stage = lab.models["temperature_stage"]
+        readings.append([stage.read_temperature_k("B") for _ in range(5)])
+    assert readings[0] == readings[1]
+
+
+def test_control_port_reports_clock_truth_and_addresses(lab, connect) -> None:
+    with control_server(lab) as control:
+        client = connect(control.port)
+        state = parse_clock_reply(client.query("CLOCK?"))
+        assert state.speedup == FAST
+        assert state.instrument_time_s == pytest.approx(lab.clock.now(), abs=FAST * 0.5)
+        truth = json.loads(client.query("TRUTH? temperature_stage"))
+        assert truth["parameters"]["thermal_mass_j_per_k"] == 20.0
+        assert set(truth) == set(lab.ground_truth()["temperature_stage"])
+        assert client.query("INST?") == f"temperature_stage={lab.addresses['temperature_stage']}"
+        client.expect_no_reply("TRUTH? afm")
+        assert client.query("SYST:ERR?").startswith("-224,")
+
+
+def test_serve_forever_prints_addresses_and_stops_cleanly() -> None:
+    lab = SimulatedLab(InstrumentClock(speedup=FAST))
+    out, stop = io.StringIO(), threading.Event()
+    server = threading.Thread(target=serve_forever, args=(lab,), kwargs={"out": out, "stop": stop})
+    server.start()
+    deadline = time.monotonic() + 2.0
+    while out.getvalue().count("\n") < 2:
+        assert time.monotonic() < deadline, out.getvalue()
+        time.sleep(0.01)
+    lines = dict(line.split(" ", 1) for line in out.getvalue().splitlines())
+    assert lines["temperature_stage"] == lab.addresses["temperature_stage"]
+    control_port = int(lines["control"].split("::")[2])
+    with socket.create_connection(("127.0.0.1", control_port), timeout=2.0) as control:
+        control.sendall(b"CLOCK?\n")
+        assert b"," in control.recv(100)
+    stop.set()
+    server.join(timeout=2.0)
+    assert not server.is_alive()
+    for port in (control_port, int(lines["temperature_stage"].split("::")[2])):
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=1.0)
