@@ -7,18 +7,23 @@ promises is an error naming the instrument, command and reply, never a NaN.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
+
+from ophyd_async.core import StrictEnum
 
 from .visa_connection import InstrumentReplyError, VisaConnection
 
 
-class HeaterRange(IntEnum):
+class HeaterRange(StrictEnum):
     """Heater ranges of a 336 output; each is a decade of full-scale power."""
 
-    OFF = 0
-    LOW = 1
-    MEDIUM = 2
-    HIGH = 3
+    OFF = "off"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+_RANGE_CODES = {HeaterRange.OFF: 0, HeaterRange.LOW: 1, HeaterRange.MEDIUM: 2, HeaterRange.HIGH: 3}
+_RANGES_BY_CODE = {code: heater_range for heater_range, code in _RANGE_CODES.items()}
 
 
 @dataclass(frozen=True)
@@ -111,14 +116,15 @@ class LakeShore336:
 
     async def heater_range(self) -> HeaterRange:
         command = f"RANGE? {self.output}"
-        value = await self._query_float(command)
+        reply = await self.connection.query(command)
         try:
-            return HeaterRange(int(value))
-        except ValueError:
-            raise InstrumentReplyError(self.name, command, str(value), "a range 0-3") from None
+            return _RANGES_BY_CODE[int(reply)]
+        except (ValueError, KeyError):
+            raise InstrumentReplyError(self.name, command, reply, "a range code 0-3") from None
 
     async def set_heater_range(self, heater_range: HeaterRange) -> None:
-        await self.connection.write(f"RANGE {self.output},{int(heater_range)}")
+        code = _RANGE_CODES[HeaterRange(heater_range)]
+        await self.connection.write(f"RANGE {self.output},{code}")
 
     async def pid(self) -> PidGains:
         command = f"PID? {self.output}"

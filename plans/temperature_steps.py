@@ -14,6 +14,7 @@ from typing import Any
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 from bluesky.utils import Msg
+
 from vegard.instruments.lakeshore336 import HeaterRange
 from vegard.instruments.temperature_stage import TemperatureStage
 
@@ -88,9 +89,10 @@ def temperature_steps(
         completed = True
 
     def leave_stage():
+        # waits only for the setpoint write, not for the stage to get there
         if not completed:
-            yield from bps.abs_set(stage.setpoint_k, safe_temperature_k)
+            yield from bps.abs_set(stage.setpoint_k, safe_temperature_k, wait=True)
         elif final_temperature_k is not None:
-            yield from bps.abs_set(stage.setpoint_k, final_temperature_k)
+            yield from bps.abs_set(stage.setpoint_k, final_temperature_k, wait=True)
 
     return (yield from bpp.finalize_wrapper(steps(), leave_stage()))

@@ -18,6 +18,8 @@ import json
 import logging
 import os
 import sys
+import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +89,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     for step in analysis.get("steps", []):
         verdict = "ok" if step["within_tolerance"] else "OUT OF TOLERANCE"
         print(
-            f"  setpoint {step['setpoint_k']:7.2f} K  settled {step['settled_temperature_k']:8.3f} K"
+            f"  setpoint {step['setpoint_k']:7.2f} K"
+            f"  settled {step['settled_temperature_k']:8.3f} K"
             f"  sample {step['settled_sample_temperature_k']:8.3f} K"
             f"  settling {step['settling_time_s']:6.0f} s  {verdict}"
         )
@@ -100,12 +103,14 @@ def _runs(args: argparse.Namespace) -> int:
 
     runs = list_runs(data_directory(args.data_dir))
     if args.json:
-        _print_json({"runs": [run.as_dict() for run in runs]})
+        _print_json({"runs": [{**asdict(run), "path": str(run.path)} for run in runs]})
         return 0
     if not runs:
         print(f"no runs in {data_directory(args.data_dir)}")
     for run in runs:
-        print(run.line())
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.start_time))
+        what = run.protocol or run.plan_name
+        print(f"{run.uid}  {what}  {started}  {run.status:<10}  {run.sample}")
     return 0
 
 
@@ -120,41 +125,40 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sim_lab(args: argparse.Namespace, *, start_ports: bool):
+def _sim_lab(args: argparse.Namespace, *, fixed_ports: bool):
     from vegard.clock import InstrumentClock
     from vegard.config.profiles import load_profile
-    from vegard.simulators.lab import SimulatedLab
+    from vegard.session import build_lab
 
     profile_path = Path(args.profile) if args.profile else default_sim_profile()
     profile = load_profile(profile_path)
-    simulation = profile.simulation
-    return SimulatedLab(
-        InstrumentClock(args.speedup or profile.clock.speedup),
-        parameters=simulation.parameters,
-        overrides=args.set or [],
-        parameter_source=str(profile_path),
-        ports=dict(simulation.ports) if start_ports else None,
-        seed=simulation.seed,
-    ), simulation
+    clock = InstrumentClock(args.speedup or profile.clock.speedup)
+    ports = dict(profile.simulation.ports) if fixed_ports else None
+    lab = build_lab(profile, str(profile_path), args.set or [], clock, ports=ports)
+    return lab, profile.simulation
 
 
 def _sim_serve(args: argparse.Namespace) -> int:
     from vegard.simulators.serve import serve_forever
 
-    lab, simulation = _sim_lab(args, start_ports=True)
-    serve_forever(lab, control_port=simulation.control_port, host=args.host)
+    lab, simulation = _sim_lab(args, fixed_ports=True)
+    serve_forever(lab, control_port=simulation.control_port)
     return 0
 
 
 def _sim_params(args: argparse.Namespace) -> int:
-    lab, _ = _sim_lab(args, start_ports=False)
-    rows = lab.parameter_table()
+    from vegard.simulators.lab import model_classes
+    from vegard.simulators.parameters import parameter_table
+
+    lab, _ = _sim_lab(args, fixed_ports=False)
+    rows = parameter_table(model_classes(), lab.parameters)
     if args.json:
         _print_json({"parameters": rows})
         return 0
     for row in rows:
+        name = f"{row['instrument']}.{row['name']}"
         print(
-            f"{row['instrument']}.{row['name']:<40} {row['value']:>12g} {row['unit']:<8} "
+            f"{name:<48} {row['value']:>10g} {row['unit']:<6} "
             f"[{row['minimum']:g} … {row['maximum']:g}]  {row['description']}"
         )
     return 0
@@ -200,10 +204,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = sim.add_parser("serve", help="serve the simulators on loopback until interrupted")
     simulator_options(sub)
-    sub.add_argument(
-        "--host", default="127.0.0.1",
-        help="bind address (default 127.0.0.1; anything else is exposed to the network)",
-    )
     sub.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     sub = sim.add_parser("params", help="list every simulator parameter with unit and range")
     simulator_options(sub)
@@ -243,6 +243,14 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "json", False):
             _print_json({"error": message})
         return 2 if isinstance(error, ConfigError) else 1
+    except Exception as error:
+        if args.debug:
+            raise
+        print(
+            f"vegard: internal error: {type(error).__name__}: {error} (--debug shows where)",
+            file=sys.stderr,
+        )
+        return 3
 
 
 if __name__ == "__main__":

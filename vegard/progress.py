@@ -11,7 +11,7 @@ from vegard.clock import InstrumentClock
 
 
 def format_duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
     return f"{hours:d}:{minutes:02d}:{seconds:02d}"

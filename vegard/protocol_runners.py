@@ -61,7 +61,7 @@ def _plan_temperature_steps(protocol: TemperatureStepsProtocol, devices, profile
         settings.settle_tolerance_k,
         settings.settle_time_s,
         ramp_rate_k_per_min=settings.ramp_rate_k_per_min,
-        heater_range=HeaterRange[settings.heater_range.upper()],
+        heater_range=HeaterRange(settings.heater_range),
         final_temperature_k=settings.final_temperature_k,
         safe_temperature_k=profile.devices.temperature_stage.safe_temperature_k,
         md=md,

@@ -51,7 +51,7 @@ def replay_run(data_dir: Path, uid_prefix: str) -> dict[str, Any]:
     _, start = first_document(run_path)
     kind = start.get("protocol_kind")
     if kind not in RUNNERS:
-        raise ConfigError(f"{run_path}: run has protocol kind {kind!r}; no analysis is known for it")
+        raise ConfigError(f"{run_path}: protocol kind {kind!r} has no known analysis")
     analyses = RUNNERS[kind].analyses(lambda uid: run_directory(data_dir, uid) / "figures")
     span = _RunSpan()
     result = replay(run_path, [*analyses, span])

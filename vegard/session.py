@@ -25,7 +25,8 @@ from vegard.devices import build_temperature_stage, close_device
 from vegard.instruments.visa_connection import VisaConnection
 from vegard.progress import ProgressPrinter
 from vegard.protocol_runners import merged_analysis, run_metadata, runner_for
-from vegard.simulators.lab import SimulatedLab
+from vegard.simulators.lab import SimulatedLab, parameter_specs
+from vegard.simulators.parameters import resolve_parameters
 from vegard.store.layout import run_directory
 from vegard.store.writer import RunWriter
 
@@ -43,8 +44,24 @@ def follow_clock(control_address: str) -> InstrumentClock:
     try:
         now_s, speedup = (float(part) for part in reply.split(","))
     except ValueError:
-        raise ConfigError(f"{control_address}: CLOCK? answered {reply!r}, not 'time,speedup'")
+        raise ConfigError(
+            f"{control_address}: CLOCK? answered {reply!r}, not 'time,speedup'"
+        ) from None
     return InstrumentClock.following(ClockState(instrument_time_s=now_s, speedup=speedup))
+
+
+def build_lab(
+    profile: Profile,
+    profile_source: str,
+    overrides: Sequence[str],
+    clock: InstrumentClock,
+    ports: dict[str, int] | None,
+) -> SimulatedLab:
+    """The simulators of a profile, parameters validated (profile, then --set overrides)."""
+    parameters = resolve_parameters(
+        parameter_specs(), profile.simulation.parameters, list(overrides), profile_source
+    )
+    return SimulatedLab(clock, parameters=parameters, ports=ports, seed=profile.simulation.seed)
 
 
 @dataclass
@@ -89,17 +106,10 @@ class Session:
         return InstrumentClock(self.speedup or self.profile.clock.speedup)
 
     def _make_lab(self) -> SimulatedLab | None:
-        simulated = self.profile.simulated_devices()
-        if not simulated:
+        if not self.profile.simulated_devices():
             return None
-        simulation = self.profile.simulation
-        return SimulatedLab(
-            self.clock,
-            parameters=simulation.parameters,
-            overrides=list(self.simulator_overrides),
-            parameter_source=self.profile_source,
-            instruments=simulated,
-            seed=simulation.seed,
+        return build_lab(
+            self.profile, self.profile_source, self.simulator_overrides, self.clock, ports=None
         )
 
     def execute(self, protocol: Protocol, protocol_path: Path) -> RunOutcome:
@@ -114,7 +124,6 @@ class Session:
         self.clock = self._make_clock()
         self.lab = self._make_lab()  # validates simulator parameters before starting any
         wall_start_s = time.monotonic()
-        instrument_start_s = self.clock.now()
         devices: dict[str, Any] = {}
         try:
             if self.lab is not None:
@@ -139,7 +148,7 @@ class Session:
                 "sample": protocol.sample,
                 "run_uids": list(uids),
                 "exit_status": exit_status,
-                "instrument_time_s": self.clock.now() - instrument_start_s,
+                "instrument_time_s": self._run_instrument_time_s(),
                 "wall_time_s": time.monotonic() - wall_start_s,
                 "speedup": self.clock.speedup,
                 "data_dir": str(self.data_dir),
@@ -168,11 +177,21 @@ class Session:
         if self.show_progress:
             run_engine.subscribe(ProgressPrinter(self.clock))
         self._statuses: list[tuple[str, str, str]] = []
+        self._run_spans_s: list[list[float]] = []
+        run_engine.subscribe(self._remember_start, "start")
         run_engine.subscribe(self._remember_stop, "stop")
         return run_engine
 
+    def _remember_start(self, name: str, doc: dict) -> None:
+        self._run_spans_s.append([self.clock.now(), self.clock.now()])
+
     def _remember_stop(self, name: str, doc: dict) -> None:
         self._statuses.append((doc["run_start"], doc["exit_status"], doc.get("reason", "")))
+        self._run_spans_s[-1][1] = self.clock.now()
+
+    def _run_instrument_time_s(self) -> float:
+        """Instrument time spent inside runs (start to stop document), summed."""
+        return sum(end - start for start, end in self._run_spans_s)
 
     def _connect(self, names: Sequence[str]) -> dict[str, Any]:
         devices = {}

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 from ophyd_async.core import init_devices, soft_signal_rw
+
 from vegard.instruments.hdf5_stream import (
     ArraySpec,
     ArrayStreamingDetector,

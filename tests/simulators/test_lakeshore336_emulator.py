@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from vegard.simulators.lakeshore336 import LakeShore336
 from vegard.simulators.scpi_server import ScpiServer
 from vegard.simulators.temperature_stage import TemperatureStage

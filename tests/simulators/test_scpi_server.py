@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+
 from vegard.simulators.scpi_server import (
     DATA_OUT_OF_RANGE,
     ERROR_QUEUE_LENGTH,

@@ -9,14 +9,14 @@ import threading
 import time
 
 import pytest
+
+from vegard.clock import InstrumentClock
 from vegard.simulators.control import control_server, parse_clock_reply
 from vegard.simulators.lab import SIMULATORS, SimulatedLab
 from vegard.simulators.lakeshore336 import LakeShore336
 from vegard.simulators.parameters import SimulatorParameterError
 from vegard.simulators.serve import serve_forever
 from vegard.simulators.temperature_stage import TemperatureStage
-
-from vegard.clock import InstrumentClock
 
 FAST = 10_000.0
 """Instrument seconds per wall second: 0.05 s of test time is 500 s on the stage."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from vegard.simulators.lab import SIMULATORS, model_classes, parameter_specs
 from vegard.simulators.parameters import (
     Parameter,

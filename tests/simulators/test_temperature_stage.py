@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+
 from vegard.simulators.heater_control import HeaterRange
 from vegard.simulators.temperature_stage import SetpointOutOfRange, TemperatureStage
 from vegard.simulators.thermal_loop import matrix_exponential
