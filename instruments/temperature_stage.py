@@ -160,12 +160,15 @@ class TemperatureStage(StandardReadable, Subscribable, Stoppable):
         """Poll all readings on the instrument clock and pass them to `function`."""
 
         async def poll() -> None:
+            next_poll_s = self.clock.now()
             while True:
                 try:
                     function(await self.read())
                 except Exception as error:  # a missed monitor point must not end the run
                     logger.warning("%s: monitor reading failed: %s", self.name, error)
-                await self.clock.sleep(self.poll_period_s)
+                # fixed rate: the time a read takes on the wire is not added to the period
+                next_poll_s = max(next_poll_s + self.poll_period_s, self.clock.now())
+                await self.clock.sleep(next_poll_s - self.clock.now())
 
         self._monitors[function] = asyncio.get_running_loop().create_task(poll())
 

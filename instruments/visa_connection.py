@@ -108,9 +108,8 @@ class VisaConnection:
                 reason = "no reply (timeout)" if timed_out else str(error)
                 raise InstrumentCommunicationError(self.name, command, reason) from error
             except (OSError, pyvisa.errors.Error) as error:
-                raise InstrumentCommunicationError(
-                    self.name, command, str(error) or type(error).__name__
-                ) from error
+                reason = f"{error or type(error).__name__} (address {self.address})"
+                raise InstrumentCommunicationError(self.name, command, reason) from error
 
     async def open(self) -> None:
         await asyncio.to_thread(self.open_blocking)

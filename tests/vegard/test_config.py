@@ -42,7 +42,8 @@ def test_shipped_protocol_loads():
         ("  settle_time_s: 60\n", "",
          "temperature_stage.settle_time_s is missing (required field)"),
         ("heater_range: high", "heater_range: blazing",
-         "temperature_stage.heater_range = 'blazing' is not valid: allowed: 'low', 'medium' or 'high'"),
+         "temperature_stage.heater_range = 'blazing' is not valid: "
+         "allowed: 'low', 'medium' or 'high'"),
         ("heater_range: high", "heater_range: high\n  colour: red",
          "temperature_stage.colour is not a known field"),
         ("settle_tolerance_k: 0.1", "settle_tolerance_k: lots",
@@ -79,5 +80,6 @@ def test_non_mapping_and_missing_files_are_refused(tmp_path):
 def test_profile_safe_temperature_must_lie_in_stage_range(tmp_path):
     source = REPOSITORY / "configs/profiles/sim.yaml"
     path = edited(tmp_path, source, "safe_temperature_k: 295", "safe_temperature_k: 500")
-    with pytest.raises(ConfigError, match=r"sim.yaml: devices.temperature_stage: safe_temperature_k = 500"):
+    expected = r"sim.yaml: devices.temperature_stage: safe_temperature_k = 500"
+    with pytest.raises(ConfigError, match=expected):
         load_profile(path)

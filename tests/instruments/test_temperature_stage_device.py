@@ -1,0 +1,95 @@
+"""The ophyd-async temperature stage against the simulated LakeShore 336."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from vegard.instruments.lakeshore336 import LakeShore336
+from vegard.instruments.temperature_stage import (
+    TemperatureNotSettledError,
+    TemperatureOutOfRangeError,
+    TemperatureStage,
+)
+from vegard.instruments.visa_connection import VisaConnection
+
+
+def make_stage(lab, **options) -> TemperatureStage:
+    connection = VisaConnection(lab.addresses["temperature_stage"], name="temperature_stage")
+    return TemperatureStage(LakeShore336(connection), clock=lab.clock, name="stage", **options)
+
+
+def run(lab, body, **options):
+    stage = make_stage(lab, **options)
+
+    async def main():
+        await stage.connect(timeout=5)
+        try:
+            return await body(stage)
+        finally:
+            stage.controller.connection.close()
+
+    return asyncio.run(main())
+
+
+def test_set_completes_only_once_settled_within_tolerance(lab):
+    async def body(stage):
+        await stage.settle_tolerance_k.set(0.1)
+        await stage.settle_time_s.set(30.0)
+        started_s = lab.clock.now()
+        await stage.set(330.0)
+        return lab.clock.now() - started_s, await stage.settling_time_s.get_value()
+
+    elapsed_s, settling_time_s = run(lab, body)
+    truth = lab.ground_truth()["temperature_stage"]
+    assert abs(truth["stage_temperature_k"] - 330.0) < 0.1
+    # the hold (30 s) comes after settling, so the move lasts at least settling + hold
+    assert 0.0 < settling_time_s <= elapsed_s - 30.0
+    # 35 K takes minutes of instrument time, not the milliseconds of wall time it took
+    assert settling_time_s > 60.0
+
+
+def test_setpoint_outside_the_rated_range_never_reaches_the_wire(lab):
+    async def body(stage):
+        with pytest.raises(TemperatureOutOfRangeError, match="500 K is outside .*200–400 K"):
+            await stage.set(500.0)
+
+    run(lab, body)
+    assert not [c for c in lab.command_log("temperature_stage") if c.startswith("SETP ")]
+
+
+def test_a_stage_that_cannot_settle_in_time_raises(lab):
+    async def body(stage):
+        await stage.ramp_rate_k_per_min.set(10.0)  # 85 K takes 8.5 min
+        with pytest.raises(TemperatureNotSettledError, match="not settled within"):
+            await stage.set(380.0)
+        return lab.ground_truth()["temperature_stage"]["stage_temperature_k"]
+
+    temperature_when_refused_k = run(lab, body, settle_timeout_s=60.0)
+    assert temperature_when_refused_k < 320.0
+
+
+def test_readings_carry_instrument_time(lab):
+    async def body(stage):
+        before_s = lab.clock.now()
+        reading = (await stage.read())["stage-temperature_k"]
+        return before_s, reading["timestamp"], lab.clock.now()
+
+    before_s, stamp_s, after_s = run(lab, body)
+    assert before_s <= stamp_s <= after_s
+
+
+def test_monitor_polls_all_readings_on_the_instrument_clock(lab):
+    async def body(stage):
+        readings = []
+        stage.subscribe(readings.append)
+        await lab.clock.sleep(60.0)
+        stage.clear_sub(readings.append)
+        return readings
+
+    readings = run(lab, body, poll_period_s=5.0)
+    assert len(readings) >= 3
+    assert {"stage-temperature_k", "stage-heater_output_percent"} <= set(readings[0])
+    stamps = [r["stage-temperature_k"]["timestamp"] for r in readings]
+    assert all(later > earlier for earlier, later in zip(stamps, stamps[1:], strict=False))
