@@ -83,5 +83,6 @@ def test_unanswered_query_times_out_with_a_clear_error(lab):
 
 def test_connecting_to_a_closed_port_fails_with_the_address():
     driver = driver_for("TCPIP0::127.0.0.1::1::SOCKET", timeout_s=0.5)
-    with pytest.raises(InstrumentCommunicationError, match=r"refused.*TCPIP0::127.0.0.1::1::SOCKET"):
+    expected = r"refused.*TCPIP0::127.0.0.1::1::SOCKET"
+    with pytest.raises(InstrumentCommunicationError, match=expected):
         asyncio.run(driver.connect())

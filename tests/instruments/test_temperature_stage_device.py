@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -52,7 +53,7 @@ def test_set_completes_only_once_settled_within_tolerance(lab):
 
 def test_setpoint_outside_the_rated_range_never_reaches_the_wire(lab):
     async def body(stage):
-        with pytest.raises(TemperatureOutOfRangeError, match="500 K is outside .*200–400 K"):
+        with pytest.raises(TemperatureOutOfRangeError, match=r"500 K is outside .*200–400 K"):
             await stage.set(500.0)
 
     run(lab, body)
@@ -92,4 +93,4 @@ def test_monitor_polls_all_readings_on_the_instrument_clock(lab):
     assert len(readings) >= 3
     assert {"stage-temperature_k", "stage-heater_output_percent"} <= set(readings[0])
     stamps = [r["stage-temperature_k"]["timestamp"] for r in readings]
-    assert all(later > earlier for earlier, later in zip(stamps, stamps[1:], strict=False))
+    assert all(later > earlier for earlier, later in itertools.pairwise(stamps))
