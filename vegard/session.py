@@ -33,6 +33,17 @@ from vegard.store.writer import RunWriter
 DEVICE_BUILDERS = {"temperature_stage": build_temperature_stage}
 
 
+def make_run_engine(clock: InstrumentClock) -> RunEngine:
+    """A RunEngine whose plan sleeps (`bps.sleep`) last instrument time, not wall time."""
+    run_engine = RunEngine({}, call_returns_result=True)
+
+    async def instrument_sleep(msg):
+        await clock.sleep(*msg.args)
+
+    run_engine.register_command("sleep", instrument_sleep)
+    return run_engine
+
+
 def follow_clock(control_address: str) -> InstrumentClock:
     """A clock in step with a simulator lab served by another process."""
     connection = VisaConnection(control_address, name="simulator control", timeout_s=2.0)
@@ -166,13 +177,7 @@ class Session:
                 self.lab.stop()
 
     def _make_run_engine(self) -> RunEngine:
-        run_engine = RunEngine({}, call_returns_result=True)
-        clock = self.clock
-
-        async def instrument_sleep(msg):
-            await clock.sleep(*msg.args)
-
-        run_engine.register_command("sleep", instrument_sleep)
+        run_engine = make_run_engine(self.clock)
         run_engine.subscribe(RunWriter(self.data_dir))
         if self.show_progress:
             run_engine.subscribe(ProgressPrinter(self.clock))
