@@ -71,7 +71,7 @@ def main() -> None:
         analysis = summary["analysis"]
         ratio = summary["instrument_time_s"] / summary["wall_time_s"]
         print(f"{speedup:9.0f} {summary['instrument_time_s']:13.0f} {summary['wall_time_s']:8.2f} "
-              f"{ratio:8.0f} {str(analysis['all_within_tolerance']):>9} "
+              f"{ratio:8.0f} {analysis['all_within_tolerance']!s:>9} "
               f"{analysis['monitor_points']:12d}")
 
 

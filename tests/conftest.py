@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
+from bluesky import RunEngine
 
 from vegard.clock import InstrumentClock
 from vegard.simulators.lab import SimulatedLab
@@ -17,3 +19,14 @@ def lab() -> Iterator[SimulatedLab]:
     """Every simulator served on an ephemeral loopback port, instrument time 2000× wall."""
     with SimulatedLab(InstrumentClock(FAST_SPEEDUP), seed=7) as started:
         yield started
+
+
+@pytest.fixture
+def RE() -> Iterator[RunEngine]:
+    """A RunEngine whose event loop is stopped and closed after the test."""
+    engine = RunEngine({}, call_returns_result=True)
+    yield engine
+    engine.loop.call_soon_threadsafe(engine.loop.stop)
+    while engine.loop.is_running():
+        time.sleep(0.001)
+    engine.loop.close()

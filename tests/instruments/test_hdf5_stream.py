@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +44,6 @@ class SpectrumSource(ArrayStreamingDetector):
         row = spectrum(len(self.acquired))
         self.acquired.append(row)
         return {"spectrum": row, "amplitude": float(np.abs(row).sum())}
-
-
-@pytest.fixture
-def RE() -> Iterator[RunEngine]:
-    engine = RunEngine({}, call_returns_result=True)
-    yield engine
-    engine.loop.call_soon_threadsafe(engine.loop.stop)
-    while engine.loop.is_running():
-        time.sleep(0.001)
-    engine.loop.close()
 
 
 def test_rows_are_readable_while_the_writer_still_has_the_file_open(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bluesky.plan_stubs as bps
 import pytest
-from bluesky import RunEngine
 from bluesky.run_engine import call_in_bluesky_event_loop
 
 from vegard.instruments.lakeshore336 import HeaterRange, LakeShore336
@@ -14,11 +13,10 @@ from vegard.plans.temperature_steps import MONITOR_STREAM, temperature_steps
 
 
 @pytest.fixture
-def recorded():
+def recorded(RE):
     documents: list[tuple[str, dict]] = []
-    run_engine = RunEngine({}, call_returns_result=True)
-    run_engine.subscribe(lambda name, doc: documents.append((name, doc)))
-    yield run_engine, documents
+    RE.subscribe(lambda name, doc: documents.append((name, doc)))
+    return RE, documents
 
 
 def connected_stage(lab, **options) -> TemperatureStage:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import bluesky.plans as bp
@@ -15,16 +13,6 @@ from ophyd_async.core import init_devices, soft_signal_rw
 
 from vegard.store import RunWriter, replay, run_directory
 from vegard.store.jsonable import dumps
-
-
-@pytest.fixture
-def RE() -> Iterator[RunEngine]:
-    engine = RunEngine({}, call_returns_result=True)
-    yield engine
-    engine.loop.call_soon_threadsafe(engine.loop.stop)
-    while engine.loop.is_running():
-        time.sleep(0.001)
-    engine.loop.close()
 
 
 class MeanBias(CallbackBase):

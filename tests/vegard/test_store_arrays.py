@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import shutil
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,16 +46,6 @@ class ArrayCollector:
     def __call__(self, stream_datum: Mapping[str, Any], arrays: dict[str, np.ndarray]) -> None:
         for key, value in arrays.items():
             self.arrays.setdefault(key, []).append(value)
-
-
-@pytest.fixture
-def RE() -> Iterator[RunEngine]:
-    engine = RunEngine({}, call_returns_result=True)
-    yield engine
-    engine.loop.call_soon_threadsafe(engine.loop.stop)
-    while engine.loop.is_running():
-        time.sleep(0.001)
-    engine.loop.close()
 
 
 @pytest.fixture

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import bluesky.plan_stubs as bps
@@ -27,16 +25,6 @@ from vegard.store import (
     run_directory,
 )
 from vegard.store.jsonable import dumps
-
-
-@pytest.fixture
-def RE() -> Iterator[RunEngine]:
-    engine = RunEngine({}, call_returns_result=True)
-    yield engine
-    engine.loop.call_soon_threadsafe(engine.loop.stop)
-    while engine.loop.is_running():
-        time.sleep(0.001)
-    engine.loop.close()
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import bluesky.plan_stubs as bps
@@ -17,16 +15,6 @@ from ophyd_async.core import Array1D, init_devices, soft_signal_rw
 
 import vegard.store.writer as writer_module
 from vegard.store import RunWriter, run_directory
-
-
-@pytest.fixture
-def RE() -> Iterator[RunEngine]:
-    engine = RunEngine({}, call_returns_result=True)
-    yield engine
-    engine.loop.call_soon_threadsafe(engine.loop.stop)
-    while engine.loop.is_running():
-        time.sleep(0.001)
-    engine.loop.close()
 
 
 @pytest.fixture
