@@ -12,9 +12,9 @@ import pytest
 from bluesky import RunEngine
 from ophyd_async.core import init_devices, soft_signal_rw
 
+from vegard.instruments.array_detector import ArrayStreamingDetector
 from vegard.instruments.hdf5_stream import (
     ArraySpec,
-    ArrayStreamingDetector,
     Hdf5StreamWriter,
 )
 

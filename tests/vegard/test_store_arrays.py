@@ -13,7 +13,7 @@ import pytest
 from bluesky import RunEngine
 from ophyd_async.core import init_devices
 
-from vegard.instruments.hdf5_stream import ArrayStreamingDetector
+from vegard.instruments.array_detector import ArrayStreamingDetector
 from vegard.store import ArrayFiller, RunWriter, find_run, replay
 
 ROW = (6, 5)  # (n_pixels, n_bins) of one band-excitation line

@@ -25,7 +25,7 @@ import numpy as np
 from bluesky import RunEngine
 from ophyd_async.core import init_devices
 
-from vegard.instruments.hdf5_stream import ArrayStreamingDetector
+from vegard.instruments.array_detector import ArrayStreamingDetector
 from vegard.store import RunWriter
 
 
