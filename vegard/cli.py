@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from vegard.config.errors import ConfigError
+from vegard.simulators.parameters import SimulatorParameterError
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SIM_PROFILE = Path("configs/profiles/sim.yaml")
 
 
-class CliError(Exception):
-    """A failure to report in one line and exit with status 1."""
+REFUSED_INPUT = (ConfigError, SimulatorParameterError, LookupError)
+"""Errors that mean "fix your input" (exit 2), as opposed to a failed run (exit 1)."""
 
 
 def default_sim_profile() -> Path:
@@ -235,14 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vegard: interrupted", file=sys.stderr)
         return 130
-    except (ConfigError, CliError, ValueError, OSError, RuntimeError) as error:
+    except (ConfigError, LookupError, ValueError, OSError, RuntimeError) as error:
         if args.debug:
             raise
         message = "; ".join(str(error).strip().splitlines()) or type(error).__name__
         print(f"vegard: {message}", file=sys.stderr)
         if getattr(args, "json", False):
             _print_json({"error": message})
-        return 2 if isinstance(error, ConfigError) else 1
+        return 2 if isinstance(error, REFUSED_INPUT) else 1
     except Exception as error:
         if args.debug:
             raise

@@ -136,8 +136,14 @@ def test_set_overrides_reach_the_simulator_and_bad_ones_are_refused(tmp_path, ca
     code = main(["dry-run", str(PROTOCOL), "--data-dir", str(tmp_path),
                  "--set", "temperature_stage.thermal_mass_j_per_k=-1"])
     error = capsys.readouterr().err
-    assert code != 0
+    assert code == 2
     assert "temperature_stage.thermal_mass_j_per_k = -1" in error and "J/K" in error
+
+
+def test_replay_of_an_unknown_uid_is_refused(tmp_path, capsys):
+    code = main(["replay", "0000dead", "--data-dir", str(tmp_path)])
+    assert code == 2
+    assert "no run with uid starting '0000dead'" in capsys.readouterr().err
 
 
 def test_errors_are_one_line_without_traceback(tmp_path):
