@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from bluesky.protocols import Reading, Stoppable, Subscribable
 from ophyd_async.core import (
@@ -42,6 +43,28 @@ class TemperatureNotSettledError(TimeoutError):
     """The stage did not settle within the allowed instrument time."""
 
 
+@dataclass
+class SettleWindow:
+    """Since when every control-temperature reading has been within tolerance.
+
+    Fed by *every* reading the device takes (its own polls and the monitor's), so
+    "settled" means no recorded reading left the band during the hold.
+    """
+
+    setpoint_k: float
+    tolerance_k: float
+    in_band_since_s: float | None = None
+
+    def observe(self, temperature_k: float, time_s: float) -> None:
+        if abs(temperature_k - self.setpoint_k) > self.tolerance_k:
+            self.in_band_since_s = None
+        elif self.in_band_since_s is None:
+            self.in_band_since_s = time_s
+
+    def held_for_s(self, now_s: float) -> float:
+        return 0.0 if self.in_band_since_s is None else now_s - self.in_band_since_s
+
+
 class TemperatureStage(StandardReadable, Subscribable, Stoppable):
     """Control temperature, sample temperature, heater output, setpoint and ramp."""
 
@@ -66,12 +89,13 @@ class TemperatureStage(StandardReadable, Subscribable, Stoppable):
         self._connect_lock = asyncio.Lock()
         self._monitors: dict[Callable, asyncio.Task] = {}
         self._stop_requested = False
+        self._settle_window: SettleWindow | None = None
 
         address = controller.connection.address
         common = {"connect": self._connect_controller, "clock": clock}
         with self.add_children_as_readables(StandardReadableFormat.HINTED_UNCACHED_SIGNAL):
             self.temperature_k = driver_signal_r(
-                float, controller.temperature_k, units="K",
+                float, self._read_control_temperature_k, units="K",
                 source=f"visa://{address}/KRDG?{controller.control_input}", **common,
             )
         with self.add_children_as_readables(StandardReadableFormat.UNCACHED_SIGNAL):
@@ -109,6 +133,12 @@ class TemperatureStage(StandardReadable, Subscribable, Stoppable):
                 await asyncio.wait_for(self.controller.connect(), timeout)
                 self._connected = True
 
+    async def _read_control_temperature_k(self) -> float:
+        temperature_k = await self.controller.temperature_k()
+        if self._settle_window is not None:
+            self._settle_window.observe(temperature_k, self.clock.now())
+        return temperature_k
+
     def check_setpoint(self, setpoint_k: float) -> None:
         low, high = self.minimum_temperature_k, self.maximum_temperature_k
         if not low <= setpoint_k <= high:
@@ -126,31 +156,31 @@ class TemperatureStage(StandardReadable, Subscribable, Stoppable):
         hold_s = await self.settle_time_s.get_value()
         initial_k = await self.temperature_k.get_value()
         started = self.clock.now()
+        window = SettleWindow(setpoint_k, tolerance_k)
         await self.setpoint_k.set(setpoint_k)
-        in_band_since: float | None = None
-        while True:
-            current_k = await self.temperature_k.get_value()
-            now = self.clock.now()
-            yield WatcherUpdate(
-                current=current_k, initial=initial_k, target=setpoint_k,
-                name=self.name, unit="K", precision=3, time_elapsed=now - started,
-            )
-            if abs(current_k - setpoint_k) <= tolerance_k:
-                in_band_since = now if in_band_since is None else in_band_since
-                if now - in_band_since >= hold_s:
-                    break
-            else:
-                in_band_since = None
-            if self._stop_requested:
-                raise RuntimeError(f"{self.name}: move to {setpoint_k:g} K was stopped")
-            if now - started > self.settle_timeout_s:
-                raise TemperatureNotSettledError(
-                    f"{self.name}: not settled within ±{tolerance_k:g} K of {setpoint_k:g} K "
-                    f"after {self.settle_timeout_s:g} s (instrument time); last reading "
-                    f"{current_k:.3f} K"
+        self._settle_window = window
+        try:
+            while True:
+                current_k = await self.temperature_k.get_value()
+                now = self.clock.now()
+                yield WatcherUpdate(
+                    current=current_k, initial=initial_k, target=setpoint_k,
+                    name=self.name, unit="K", precision=3, time_elapsed=now - started,
                 )
-            await self.clock.sleep(self.poll_period_s)
-        self._set_settling_time_s(in_band_since - started)
+                if window.in_band_since_s is not None and window.held_for_s(now) >= hold_s:
+                    break
+                if self._stop_requested:
+                    raise RuntimeError(f"{self.name}: move to {setpoint_k:g} K was stopped")
+                if now - started > self.settle_timeout_s:
+                    raise TemperatureNotSettledError(
+                        f"{self.name}: not settled within ±{tolerance_k:g} K of {setpoint_k:g} K "
+                        f"after {self.settle_timeout_s:g} s (instrument time); last reading "
+                        f"{current_k:.3f} K"
+                    )
+                await self.clock.sleep(self.poll_period_s)
+        finally:
+            self._settle_window = None
+        self._set_settling_time_s(window.in_band_since_s - started)
 
     async def stop(self, success: bool = False) -> None:
         """Stop waiting for a settle; the controller keeps its last setpoint."""

@@ -7,13 +7,16 @@ import itertools
 
 import pytest
 
+from vegard.clock import InstrumentClock
 from vegard.instruments.lakeshore336 import LakeShore336
 from vegard.instruments.temperature_stage import (
+    SettleWindow,
     TemperatureNotSettledError,
     TemperatureOutOfRangeError,
     TemperatureStage,
 )
 from vegard.instruments.visa_connection import VisaConnection
+from vegard.simulators.lab import SimulatedLab
 
 
 def make_stage(lab, **options) -> TemperatureStage:
@@ -94,3 +97,40 @@ def test_monitor_polls_all_readings_on_the_instrument_clock(lab):
     assert {"stage-temperature_k", "stage-heater_output_percent"} <= set(readings[0])
     stamps = [r["stage-temperature_k"]["timestamp"] for r in readings]
     assert all(later > earlier for earlier, later in itertools.pairwise(stamps))
+
+
+def test_settle_window_restarts_on_any_reading_out_of_band():
+    window = SettleWindow(setpoint_k=250.0, tolerance_k=0.1)
+    window.observe(249.95, 100.0)
+    window.observe(249.92, 130.0)
+    assert window.held_for_s(160.0) == 60.0
+    window.observe(249.899, 161.0)  # a single excursion (e.g. seen by the monitor poll)
+    assert window.held_for_s(170.0) == 0.0
+    window.observe(249.93, 172.0)
+    assert window.in_band_since_s == 172.0
+
+
+def test_monitor_readings_count_towards_settling():
+    """Every reading the monitor records during the hold is inside the tolerance."""
+    # a gentler speed-up than the shared lab's, so that a wall-clock hiccup of a few ms
+    # does not swallow the hold window's readings
+    with SimulatedLab(InstrumentClock(200.0), seed=3) as lab:
+        readings, finished_s = run(lab, _settle_while_monitored, poll_period_s=1.0)
+    in_hold = [
+        r["stage-temperature_k"]["value"] for r in readings
+        if finished_s - 60.0 <= r["stage-temperature_k"]["timestamp"] <= finished_s
+    ]
+    assert len(in_hold) >= 20
+    assert max(abs(t - 250.0) for t in in_hold) <= 0.1
+
+
+async def _settle_while_monitored(stage):
+    readings = []
+    stage.subscribe(readings.append)
+    await stage.settle_tolerance_k.set(0.1)
+    await stage.settle_time_s.set(60.0)
+    await stage.ramp_rate_k_per_min.set(10.0)  # a down-ramp ends ~0.09 K low
+    await stage.set(250.0)
+    finished_s = stage.clock.now()
+    stage.clear_sub(readings.append)
+    return readings, finished_s
