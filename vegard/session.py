@@ -17,7 +17,7 @@ from bluesky import RunEngine
 from bluesky.run_engine import call_in_bluesky_event_loop
 from bluesky.utils import RunEngineInterrupted
 
-from vegard.clock import ClockState, InstrumentClock
+from vegard.clock import InstrumentClock
 from vegard.config.errors import ConfigError
 from vegard.config.profiles import SIM_ADDRESS, Profile
 from vegard.config.protocols import Protocol
@@ -25,6 +25,7 @@ from vegard.devices import build_temperature_stage, close_device
 from vegard.instruments.visa_connection import VisaConnection
 from vegard.progress import ProgressPrinter
 from vegard.protocol_runners import merged_analysis, run_metadata, runner_for
+from vegard.simulators.control import parse_clock_reply
 from vegard.simulators.lab import SimulatedLab, parameter_specs
 from vegard.simulators.parameters import resolve_parameters
 from vegard.store.layout import run_directory
@@ -53,12 +54,12 @@ def follow_clock(control_address: str) -> InstrumentClock:
     finally:
         connection.close()
     try:
-        now_s, speedup = (float(part) for part in reply.split(","))
+        state = parse_clock_reply(reply)
     except ValueError:
         raise ConfigError(
             f"{control_address}: CLOCK? answered {reply!r}, not 'time,speedup'"
         ) from None
-    return InstrumentClock.following(ClockState(instrument_time_s=now_s, speedup=speedup))
+    return InstrumentClock.following(state)
 
 
 def build_lab(
@@ -188,7 +189,8 @@ class Session:
         return run_engine
 
     def _remember_start(self, name: str, doc: dict) -> None:
-        self._run_spans_s.append([self.clock.now(), self.clock.now()])
+        now_s = self.clock.now()
+        self._run_spans_s.append([now_s, now_s])
 
     def _remember_stop(self, name: str, doc: dict) -> None:
         self._statuses.append((doc["run_start"], doc["exit_status"], doc.get("reason", "")))
