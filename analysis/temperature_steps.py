@@ -14,8 +14,6 @@ from event_model import DocumentRouter
 
 from .settling import summarise_step
 
-MONITOR_STREAM = "temperature_monitor"
-
 
 class TemperatureStepsAnalysis(DocumentRouter):
     """Per-step settled temperature and settling time; a trace figure at the end."""
@@ -36,6 +34,7 @@ class TemperatureStepsAnalysis(DocumentRouter):
     def start(self, doc):
         self._prefix = doc.get("temperature_stage", self._prefix)
         self._plan_args = dict(doc.get("plan_args", {}))
+        self._monitor_stream = doc["monitor_stream"]  # named by the plan, not repeated here
         self._uid = doc["uid"]
 
     def descriptor(self, doc):
@@ -45,7 +44,7 @@ class TemperatureStepsAnalysis(DocumentRouter):
         stream = self._stream_of.get(doc["descriptor"])
         data, stamps = doc["data"], doc["timestamps"]
         key = f"{self._prefix}-temperature_k"
-        if stream == MONITOR_STREAM:
+        if stream == self._monitor_stream:
             self._monitor_times_s.append(stamps[key])
             self._monitor_temperatures_k.append(data[key])
             self._monitor_heater_percent.append(data[f"{self._prefix}-heater_output_percent"])

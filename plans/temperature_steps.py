@@ -65,6 +65,7 @@ def temperature_steps(
         },
         "num_points": len(temperatures_k),
         "temperature_stage": stage.name,
+        "monitor_stream": MONITOR_STREAM,
         "hints": {"dimensions": [([f"{stage.name}-setpoint_k"], "primary")]},
         **(md or {}),
     }
