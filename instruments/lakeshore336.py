@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ophyd_async.core import StrictEnum
 
+from .replies import parse_float, parse_floats
 from .visa_connection import InstrumentReplyError, VisaConnection
 
 
@@ -37,23 +38,6 @@ class PidGains:
     proportional: float
     integral: float
     derivative: float
-
-
-def parse_float(reply: str, *, instrument: str, command: str) -> float:
-    try:
-        value = float(reply)
-    except ValueError:
-        raise InstrumentReplyError(instrument, command, reply, "a number") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise InstrumentReplyError(instrument, command, reply, "a finite number")
-    return value
-
-
-def parse_floats(reply: str, count: int, *, instrument: str, command: str) -> list[float]:
-    fields = reply.split(",")
-    if len(fields) != count:
-        raise InstrumentReplyError(instrument, command, reply, f"{count} comma-separated numbers")
-    return [parse_float(f, instrument=instrument, command=command) for f in fields]
 
 
 class LakeShore336:

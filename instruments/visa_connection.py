@@ -13,6 +13,7 @@ import asyncio
 import threading
 from functools import cache
 
+import numpy as np
 import pyvisa
 import pyvisa.errors
 
@@ -91,6 +92,47 @@ class VisaConnection:
     def query_blocking(self, command: str) -> str:
         return self._exchange(command, expect_reply=True)
 
+    def query_block_blocking(
+        self, command: str, dtype: np.dtype | str, *, extra_timeout_s: float = 0.0
+    ) -> np.ndarray:
+        """A query answered by an IEEE 488.2 definite-length block, as a 1-D array of `dtype`.
+
+        `extra_timeout_s` lengthens the timeout of this one exchange for commands
+        that take time on the instrument (a scan line), so only those wait long.
+        """
+        dtype = np.dtype(dtype)
+        with self._lock:
+            if self._resource is None:
+                raise InstrumentCommunicationError(self.name, command, "not connected")
+            resource = self._resource
+            saved_timeout = resource.timeout
+            resource.timeout = int((self.timeout_s + max(extra_timeout_s, 0.0)) * 1000)
+            try:
+                resource.write(command)
+                raw = resource.read_binary_values(
+                    datatype="B", container=np.array, header_fmt="ieee", expect_termination=True
+                )
+            except pyvisa.errors.VisaIOError as error:
+                timed_out = error.error_code == pyvisa.constants.StatusCode.error_timeout
+                reason = "no reply (timeout)" if timed_out else str(error)
+                raise InstrumentCommunicationError(self.name, command, reason) from error
+            except (OSError, pyvisa.errors.Error) as error:
+                reason = f"{error or type(error).__name__} (address {self.address})"
+                raise InstrumentCommunicationError(self.name, command, reason) from error
+            except ValueError as error:  # a reply that is not a definite-length block
+                raise InstrumentReplyError(
+                    self.name, command, str(error)[:80], "an IEEE 488.2 binary block"
+                ) from error
+            finally:
+                resource.timeout = saved_timeout
+        payload = np.asarray(raw, dtype=np.uint8)
+        if payload.size % dtype.itemsize:
+            raise InstrumentReplyError(
+                self.name, command, f"<{payload.size} bytes>",
+                f"a whole number of {dtype.name} values",
+            )
+        return payload.view(dtype)
+
     def write_blocking(self, command: str) -> None:
         self._exchange(command, expect_reply=False)
 
@@ -116,6 +158,13 @@ class VisaConnection:
 
     async def query(self, command: str) -> str:
         return await asyncio.to_thread(self.query_blocking, command)
+
+    async def query_block(
+        self, command: str, dtype: np.dtype | str, *, extra_timeout_s: float = 0.0
+    ) -> np.ndarray:
+        return await asyncio.to_thread(
+            self.query_block_blocking, command, dtype, extra_timeout_s=extra_timeout_s
+        )
 
     async def write(self, command: str) -> None:
         await asyncio.to_thread(self.write_blocking, command)

@@ -1,8 +1,11 @@
 """The simulated lab of a dry run: one clock, every simulator model, and their servers.
 
-New instruments (AFM, potentiostat) plug in by adding a `SimulatorKind` to
-`SIMULATORS`: a model class declaring `PARAMETERS` and built as
-`model(clock, parameters, seed)`, and an emulator class built as `emulator(model)`.
+New instruments plug in by adding a `SimulatorKind` to `SIMULATORS`: a model
+class declaring `PARAMETERS` and built as `model(clock, parameters, seed, **peers)`,
+and an emulator class built as `emulator(model)`. `peers` names the models of
+other instruments this one is physically coupled to (the AFM sits on the
+temperature stage: its sample temperature and thermal drift come from there);
+they are built first and passed by keyword.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any, Protocol
 
 from vegard.clock import InstrumentClock
 
+from .afm import AtomicForceMicroscope
+from .afm_controller import AfmController
 from .lakeshore336 import LakeShore336
 from .parameters import Parameter, resolve_parameters
 from .scpi_server import Instrument, ScpiServer
@@ -35,10 +40,14 @@ class SimulatorKind:
 
     model: type
     emulator: type[Instrument]
+    peers: tuple[str, ...] = ()
 
 
 SIMULATORS: dict[str, SimulatorKind] = {
     "temperature_stage": SimulatorKind(model=TemperatureStage, emulator=LakeShore336),
+    "afm": SimulatorKind(
+        model=AtomicForceMicroscope, emulator=AfmController, peers=("temperature_stage",)
+    ),
 }
 """Instrument name (as in profiles) → how to simulate it."""
 
@@ -79,7 +88,10 @@ class SimulatedLab:
         self._servers: dict[str, ScpiServer] = {}
         for name, kind in SIMULATORS.items():
             # Each instrument its own reproducible noise stream, independent of the others.
-            model = kind.model(clock, self.parameters[name], seed=[seed, zlib.crc32(name.encode())])
+            peers = {peer: self.models[peer] for peer in kind.peers}
+            model = kind.model(
+                clock, self.parameters[name], seed=[seed, zlib.crc32(name.encode())], **peers
+            )
             self.models[name] = model
             self.instruments[name] = kind.emulator(model)
             self._servers[name] = ScpiServer(self.instruments[name], port=ports.get(name, 0))

@@ -8,7 +8,9 @@ Wire conventions (IEEE 488.2 style, as the instruments we emulate use them):
 commands end in `\\n` (`\\r\\n` tolerated); one line may carry several
 commands separated by `;`; a query (header ending in `?`) produces a reply,
 and the replies to all queries of one line are sent as one line joined by
-`;`, terminated by `\\n`. A failing command puts an error on the queue
+`;`, terminated by `\\n`. Bulk data (a scan line of spectra) is sent as an IEEE 488.2
+definite-length binary block (`#<n><length><bytes>`, see `binary_block`) followed by the
+same terminator. A failing command puts an error on the queue
 (read with `SYST:ERR?`) and sends no reply, so a client waiting for one times
 out - as with a real instrument.
 """
@@ -55,8 +57,18 @@ SCPI_ERROR_MESSAGES = {
     QUEUE_OVERFLOW: "Queue overflow",
 }
 
-Handler = Callable[[list[str]], str | None]
-"""Takes the comma-separated arguments (stripped); a query handler returns the reply."""
+Reply = str | bytes
+Handler = Callable[[list[str]], Reply | None]
+"""Takes the comma-separated arguments (stripped); a query handler returns the reply
+(text, or `bytes` already framed by `binary_block`)."""
+
+
+def binary_block(payload: bytes) -> bytes:
+    """An IEEE 488.2 definite-length block: `#`, digit count, byte count, bytes."""
+    length = str(len(payload))
+    if len(length) > 9:
+        raise ValueError("binary block longer than 999 999 999 bytes")
+    return b"#" + str(len(length)).encode() + length.encode() + payload
 
 
 class ScpiError(Exception):
@@ -165,9 +177,9 @@ class Instrument:
         with self._lock:
             self._log.clear()
 
-    def handle_line(self, line: str) -> str | None:
+    def handle_line(self, line: str) -> bytes | None:
         """Run every `;`-separated command of one line; the reply line, if any query answered."""
-        replies = []
+        replies: list[bytes] = []
         with self._lock:
             for command in line.strip().split(";"):
                 command = command.strip()
@@ -176,10 +188,13 @@ class Instrument:
                 self._log.append(LoggedCommand(self.clock.now(), command))
                 reply = self.execute(command)
                 if reply is not None:
-                    replies.append(reply)
-        return ";".join(replies) if replies else None
+                    replies.append(
+                        reply if isinstance(reply, bytes)
+                        else reply.encode("ascii", errors="replace")
+                    )
+        return b";".join(replies) if replies else None
 
-    def execute(self, command: str) -> str | None:
+    def execute(self, command: str) -> Reply | None:
         """Run one command; errors go to the queue and give no reply."""
         header, _, rest = re.sub(r"\s+", " ", command.strip()).partition(" ")
         header = header.upper()
@@ -227,7 +242,7 @@ class _ConnectionHandler(socketserver.BaseRequestHandler):
                     )
                     if reply is not None:
                         try:
-                            connection.sendall(reply.encode("ascii", errors="replace") + b"\n")
+                            connection.sendall(reply + b"\n")
                         except OSError:
                             return
         finally:

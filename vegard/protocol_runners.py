@@ -13,11 +13,18 @@ from typing import Any
 
 from bluesky.utils import Msg
 
+from vegard.analysis.esm_map import EsmMapAnalysis
 from vegard.analysis.temperature_steps import TemperatureStepsAnalysis
 from vegard.config.errors import ConfigError
 from vegard.config.profiles import Profile
-from vegard.config.protocols import Protocol, TemperatureStepsProtocol
+from vegard.config.protocols import EsmMapProtocol, Protocol, TemperatureStepsProtocol
+from vegard.instruments.afm_controller import ScanArea
 from vegard.instruments.lakeshore336 import HeaterRange
+from vegard.plans.band_excitation import (
+    map_settings,
+    three_excitation_map,
+    three_excitation_maps_at_temperatures,
+)
 from vegard.plans.temperature_steps import temperature_steps
 
 FiguresFor = Callable[[str], Path]
@@ -33,24 +40,38 @@ class Analysis:
 
 @dataclass(frozen=True)
 class ProtocolRunner:
-    devices: tuple[str, ...]
+    devices: Callable[[Any], tuple[str, ...]]
+    """The profile devices a protocol needs (some need the stage only when they use it)."""
     check: Callable[[Any, Profile, Path], None]
     plan: Callable[[Any, dict[str, Any], Profile, dict[str, Any]], Generator[Msg, Any, Any]]
     analyses: Callable[[FiguresFor | None], list[Analysis]]
 
 
-def _check_temperature_steps(protocol: TemperatureStepsProtocol, profile: Profile, path: Path):
+def _check_stage_temperatures(
+    temperatures_k: dict[str, float], profile: Profile, path: Path
+) -> None:
+    """Every protocol temperature (field → value) within the profile stage's rated range."""
     stage = profile.devices.temperature_stage
     if stage is None:
         raise ConfigError(f"profile {profile.profile!r}: devices.temperature_stage is missing")
     low, high = stage.minimum_temperature_k, stage.maximum_temperature_k
-    settings = protocol.temperature_stage
-    for index, value in enumerate(settings.temperatures_k):
+    for field, value in temperatures_k.items():
         if not low <= value <= high:
             raise ConfigError(
-                f"{path}: temperature_stage.temperatures_k[{index}] = {value:g} is not valid: "
+                f"{path}: {field} = {value:g} is not valid: "
                 f"allowed: {low:g} ≤ value ≤ {high:g} K (profile {profile.profile!r})"
             )
+
+
+def _check_temperature_steps(protocol: TemperatureStepsProtocol, profile: Profile, path: Path):
+    _check_stage_temperatures(
+        {
+            f"temperature_stage.temperatures_k[{index}]": value
+            for index, value in enumerate(protocol.temperature_stage.temperatures_k)
+        },
+        profile,
+        path,
+    )
 
 
 def _plan_temperature_steps(protocol: TemperatureStepsProtocol, devices, profile, md):
@@ -68,9 +89,73 @@ def _plan_temperature_steps(protocol: TemperatureStepsProtocol, devices, profile
     )
 
 
+def _check_esm_map(protocol: EsmMapProtocol, profile: Profile, path: Path):
+    afm = profile.devices.afm
+    if afm is None:
+        raise ConfigError(f"profile {profile.profile!r}: devices.afm is missing")
+    drive = protocol.excitation
+    peak_v = drive.drive_amplitude_v + drive.dc_offset_v
+    if peak_v > afm.maximum_bias_v:
+        raise ConfigError(
+            f"{path}: excitation.drive_amplitude_v + excitation.dc_offset_v = {peak_v:g} V "
+            f"is not valid: allowed: ≤ {afm.maximum_bias_v:g} V "
+            f"(devices.afm.maximum_bias_v of profile {profile.profile!r})"
+        )
+    half_range_nm = afm.scan_range_nm / 2
+    for axis, center, size in zip("xy", protocol.map.center_nm, protocol.map.size_nm, strict=True):
+        reach_nm = abs(center) + size / 2
+        if reach_nm > half_range_nm:
+            raise ConfigError(
+                f"{path}: map {axis}: |center| + size/2 = {reach_nm:g} nm is not valid: "
+                f"allowed: ≤ {half_range_nm:g} nm (scanner range of profile {profile.profile!r})"
+            )
+    if protocol.temperature_stage is not None:
+        _check_stage_temperatures(
+            {"temperature_stage.temperature_k": protocol.temperature_stage.temperature_k},
+            profile,
+            path,
+        )
+
+
+def _plan_esm_map(protocol: EsmMapProtocol, devices, profile, md):
+    area = protocol.map
+    drive = protocol.excitation
+    settings = map_settings(
+        ScanArea(*area.center_nm, *area.size_nm, *area.pixels),
+        drive_amplitude_v=drive.drive_amplitude_v,
+        dc_offset_v=drive.dc_offset_v,
+        band_hz=drive.band_hz,
+        bins=drive.bins,
+        chirp_duration_s=drive.chirp_duration_s,
+        averages=drive.averages,
+    )
+    hold = protocol.temperature_stage
+    if hold is None:
+        return three_excitation_map(devices["afm"], settings, md=md)
+    return three_excitation_maps_at_temperatures(
+        devices["afm"],
+        devices["temperature_stage"],
+        [hold.temperature_k],
+        settings,
+        settle_tolerance_k=hold.settle_tolerance_k,
+        settle_time_s=hold.settle_time_s,
+        ramp_rate_k_per_min=hold.ramp_rate_k_per_min,
+        safe_temperature_k=profile.devices.temperature_stage.safe_temperature_k,
+        md=md,
+    )
+
+
 RUNNERS: dict[str, ProtocolRunner] = {
+    "esm_map": ProtocolRunner(
+        devices=lambda protocol: (
+            ("afm", "temperature_stage") if protocol.temperature_stage else ("afm",)
+        ),
+        check=_check_esm_map,
+        plan=_plan_esm_map,
+        analyses=lambda figures_for: [EsmMapAnalysis(figures_for)],
+    ),
     "temperature_steps": ProtocolRunner(
-        devices=("temperature_stage",),
+        devices=lambda protocol: ("temperature_stage",),
         check=_check_temperature_steps,
         plan=_plan_temperature_steps,
         analyses=lambda figures_for: [TemperatureStepsAnalysis(figures_for)],

@@ -21,7 +21,7 @@ from vegard.clock import InstrumentClock
 from vegard.config.errors import ConfigError
 from vegard.config.profiles import SIM_ADDRESS, Profile
 from vegard.config.protocols import Protocol
-from vegard.devices import build_temperature_stage, close_device
+from vegard.devices import DEVICE_BUILDERS, BuildContext, close_device
 from vegard.instruments.visa_connection import VisaConnection
 from vegard.progress import ProgressPrinter
 from vegard.protocol_runners import merged_analysis, run_metadata, runner_for
@@ -30,8 +30,6 @@ from vegard.simulators.lab import SimulatedLab, parameter_specs
 from vegard.simulators.parameters import resolve_parameters
 from vegard.store.layout import run_directory
 from vegard.store.writer import RunWriter
-
-DEVICE_BUILDERS = {"temperature_stage": build_temperature_stage}
 
 
 def make_run_engine(clock: InstrumentClock) -> RunEngine:
@@ -127,7 +125,8 @@ class Session:
     def execute(self, protocol: Protocol, protocol_path: Path) -> RunOutcome:
         runner = runner_for(protocol)
         runner.check(protocol, self.profile, protocol_path)
-        for name in runner.devices:
+        device_names = runner.devices(protocol)
+        for name in device_names:
             if getattr(self.profile.devices, name, None) is None:
                 raise ConfigError(
                     f"{self.profile_source}: devices.{name} is missing "
@@ -141,7 +140,7 @@ class Session:
             if self.lab is not None:
                 self.lab.start()
             run_engine = self._make_run_engine()
-            devices = self._connect(runner.devices)
+            devices = self._connect(device_names)
             analyses = runner.analyses(lambda uid: run_directory(self.data_dir, uid) / "figures")
             for analysis in analyses:
                 run_engine.subscribe(analysis)
@@ -179,7 +178,8 @@ class Session:
 
     def _make_run_engine(self) -> RunEngine:
         run_engine = make_run_engine(self.clock)
-        run_engine.subscribe(RunWriter(self.data_dir))
+        self._writer = RunWriter(self.data_dir)
+        run_engine.subscribe(self._writer)
         if self.show_progress:
             run_engine.subscribe(ProgressPrinter(self.clock))
         self._statuses: list[tuple[str, str, str]] = []
@@ -208,7 +208,8 @@ class Session:
             if address == SIM_ADDRESS:
                 assert self.lab is not None
                 address = self.lab.addresses[name]
-            device = DEVICE_BUILDERS[name](settings, address, self.clock)
+            context = BuildContext(self.clock, self._writer.arrays_directory)
+            device = DEVICE_BUILDERS[name](settings, address, context)
             devices[name] = device
             call_in_bluesky_event_loop(device.connect(timeout=settings.timeout_s * 5))
         return devices

@@ -161,13 +161,17 @@ def test_run_against_simulators_served_by_another_process(tmp_path):
     served_profile = tmp_path / "serve.yaml"
     served_profile.write_text(SIM_PROFILE.read_text()
                               .replace("control_port: 53399", "control_port: 0")
-                              .replace("temperature_stage: 53336", "temperature_stage: 0"))
+                              .replace("temperature_stage: 53336", "temperature_stage: 0")
+                              .replace("afm: 53337", "afm: 0"))
     server = subprocess.Popen(
         [sys.executable, "-m", "vegard.cli", "sim", "serve", "--profile", str(served_profile)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        addresses = dict(server.stdout.readline().split() for _ in range(2))
+        addresses = {}
+        while "control" not in addresses:  # one line per instrument, the control port last
+            name, address = server.stdout.readline().split()
+            addresses[name] = address
         client_profile = tmp_path / "client.yaml"
         client_profile.write_text(
             f"profile: served\nclock:\n  follow: {addresses['control']}\ndevices:\n"

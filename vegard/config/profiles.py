@@ -56,8 +56,22 @@ class TemperatureStageSettings(StrictModel):
         return self
 
 
+class AfmSettings(StrictModel):
+    """A band-excitation AFM controller and what this sample/tip may take."""
+
+    driver: Literal["be_afm"] = "be_afm"
+    address: str = Field(min_length=1)
+    timeout_s: float = Field(2.0, gt=0, le=60)
+    maximum_bias_v: float = Field(10.0, gt=0, le=10)
+    """Largest |U_dc| + U_ac allowed on the tip for this sample."""
+    scan_range_nm: float = Field(20_000.0, gt=0, le=20_000)
+    """Full closed-loop scanner range (the raster must fit in ±range/2)."""
+    normal_force_nn: float = Field(10.0, gt=0, le=1000)
+
+
 class DeviceSettings(StrictModel):
     temperature_stage: TemperatureStageSettings | None = None
+    afm: AfmSettings | None = None
 
 
 class Profile(StrictModel):

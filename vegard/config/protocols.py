@@ -10,13 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from .errors import ConfigError, describe_validation_error
 from .profiles import StrictModel
 from .yaml_file import read_yaml_mapping
 
 StageTemperatureK = Annotated[float, Field(ge=200.0, le=400.0)]
+ScanLengthNm = Annotated[float, Field(gt=0, le=20_000)]
+PixelCount = Annotated[int, Field(ge=1, le=1024)]
 
 
 class TemperatureStepsSettings(StrictModel):
@@ -35,11 +37,58 @@ class TemperatureStepsProtocol(StrictModel):
     temperature_stage: TemperatureStepsSettings
 
 
+class TemperatureHold(StrictModel):
+    """Settle the stage at one temperature before imaging, and keep it there."""
+
+    temperature_k: StageTemperatureK
+    ramp_rate_k_per_min: float = Field(10.0, gt=0, le=50)
+    settle_tolerance_k: float = Field(0.1, gt=0, le=10)
+    settle_time_s: float = Field(60.0, ge=0, le=3600)
+
+
+class MapArea(StrictModel):
+    """The raster, in scanner coordinates (nm)."""
+
+    center_nm: tuple[float, float] = (0.0, 0.0)
+    size_nm: tuple[ScanLengthNm, ScanLengthNm]
+    pixels: tuple[PixelCount, PixelCount]
+
+
+class ExcitationSettings(StrictModel):
+    """The three-excitation drive: U_ac, ±U_dc and the band-excitation chirp."""
+
+    drive_amplitude_v: float = Field(gt=0, le=10)
+    dc_offset_v: float = Field(ge=0, le=10)
+    band_hz: tuple[
+        Annotated[float, Field(ge=10e3, le=2e6)], Annotated[float, Field(ge=10e3, le=2e6)]
+    ] = (80e3, 320e3)
+    bins: int = Field(64, ge=8, le=1024)
+    chirp_duration_s: float = Field(4e-3, ge=1e-4, le=0.1)
+    averages: int = Field(20, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _band_is_ordered(self) -> ExcitationSettings:
+        low, high = self.band_hz
+        if not low < high:
+            raise ValueError(f"band_hz: low edge {low:g} Hz must be below high edge {high:g} Hz")
+        return self
+
+
+class EsmMapProtocol(StrictModel):
+    protocol: Literal["esm_map"]
+    sample: str = Field(min_length=1)
+    description: str = ""
+    temperature_stage: TemperatureHold | None = None
+    map: MapArea
+    excitation: ExcitationSettings
+
+
 PROTOCOL_MODELS: dict[str, type[StrictModel]] = {
     "temperature_steps": TemperatureStepsProtocol,
+    "esm_map": EsmMapProtocol,
 }
 
-Protocol = TemperatureStepsProtocol
+Protocol = TemperatureStepsProtocol | EsmMapProtocol
 
 
 def load_protocol(path: Path | str) -> Protocol:

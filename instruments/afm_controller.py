@@ -1,0 +1,222 @@
+"""Driver for a band-excitation AFM controller (scanner, tip bias, BE acquisition).
+
+Acquisition is line-wise: one `BE:LINE?` returns the complex response spectra
+of every pixel of a scan line for every excitation, as one binary block, so the
+per-pixel cost on the wire and in the framework stays small. Shapes and values
+of every reply are checked; a short or malformed block is an error naming the
+instrument and command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .replies import parse_float, parse_floats, parse_ints
+from .visa_connection import InstrumentReplyError, VisaConnection
+
+EXCITATION_TOKENS = {"lf_dc_plus": "LFDCP", "lf_dc_minus": "LFDCM", "hf_lf": "HFLF"}
+EXCITATIONS_BY_TOKEN = {token: name for name, token in EXCITATION_TOKENS.items()}
+SPECTRUM_DTYPE = np.dtype("<c8")
+HEIGHT_DTYPE = np.dtype("<f8")
+
+
+@dataclass(frozen=True)
+class ScanArea:
+    """A raster in scanner coordinates: centre, size (nm) and pixel counts."""
+
+    center_x_nm: float
+    center_y_nm: float
+    width_nm: float
+    height_nm: float
+    pixels_x: int
+    pixels_y: int
+
+
+@dataclass(frozen=True)
+class BandExcitationSettings:
+    """What the controller drives per pixel: band, bins, chirp, averages, ±U_dc, excitations."""
+
+    band_low_hz: float
+    band_high_hz: float
+    bins: int
+    chirp_duration_s: float
+    averages: int
+    dc_offset_v: float
+    excitations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScanLine:
+    """One BE scan line: spectra (pixels, excitations, bins) in pm, heights in nm."""
+
+    spectra_pm: np.ndarray
+    topography_nm: np.ndarray
+
+
+class BandExcitationAfmController:
+    """Coroutines for every controller setting and acquisition vegard uses."""
+
+    def __init__(self, connection: VisaConnection, *, speedup: float = 1.0) -> None:
+        """`speedup`: instrument time per wall second (1 at a real instrument), used to size
+        the timeout of acquisitions that take instrument time."""
+        self.connection = connection
+        self.speedup = speedup
+
+    @property
+    def name(self) -> str:
+        return self.connection.name
+
+    async def connect(self) -> str:
+        await self.connection.open()
+        identity = await self.connection.query("*IDN?")
+        if "BE-AFM" not in identity:
+            raise InstrumentReplyError(self.name, "*IDN?", identity, "a band-excitation AFM")
+        return identity
+
+    async def _floats(self, command: str, count: int) -> list[float]:
+        reply = await self.connection.query(command)
+        return parse_floats(reply, count, instrument=self.name, command=command)
+
+    async def _float(self, command: str) -> float:
+        reply = await self.connection.query(command)
+        return parse_float(reply, instrument=self.name, command=command)
+
+    async def _ints(self, command: str, count: int) -> list[int]:
+        reply = await self.connection.query(command)
+        return parse_ints(reply, count, instrument=self.name, command=command)
+
+    # ------------------------------------------------------------------ scanner
+
+    async def set_scan_area(self, area: ScanArea) -> None:
+        await self.connection.write(
+            f"SCAN:CENT {area.center_x_nm:.4f},{area.center_y_nm:.4f};"
+            f"SCAN:SIZE {area.width_nm:.4f},{area.height_nm:.4f};"
+            f"SCAN:PIX {area.pixels_x},{area.pixels_y}"
+        )
+
+    async def scan_area(self) -> ScanArea:
+        command = "SCAN:CENT?;SCAN:SIZE?;SCAN:PIX?"
+        reply = await self.connection.query(command)
+        cx, cy, w, h, nx, ny = parse_floats(
+            reply.replace(";", ","), 6, instrument=self.name, command=command)
+        return ScanArea(cx, cy, w, h, int(nx), int(ny))
+
+    async def move_tip(self, x_nm: float, y_nm: float) -> None:
+        await self.connection.write(f"SCAN:MOVE {x_nm:.4f},{y_nm:.4f}")
+
+    async def tip_position_nm(self) -> tuple[float, float]:
+        x, y = await self._floats("SCAN:POS?", 2)
+        return x, y
+
+    async def set_topography_line_rate_hz(self, rate_hz: float) -> None:
+        await self.connection.write(f"SCAN:LRAT {rate_hz:.6g}")
+
+    async def topography_line_rate_hz(self) -> float:
+        return await self._float("SCAN:LRAT?")
+
+    async def set_normal_force_nn(self, force_nn: float) -> None:
+        await self.connection.write(f"FORC:SETP {force_nn:.6g}")
+
+    async def normal_force_nn(self) -> float:
+        return await self._float("FORC:SETP?")
+
+    # ------------------------------------------------------------------ tip bias
+
+    async def set_bias_dc_v(self, volts: float) -> None:
+        await self.connection.write(f"BIAS:DC {volts:.6g}")
+
+    async def bias_dc_v(self) -> float:
+        return await self._float("BIAS:DC?")
+
+    async def set_bias_ac_v(self, volts: float) -> None:
+        await self.connection.write(f"BIAS:AC {volts:.6g}")
+
+    async def bias_ac_v(self) -> float:
+        return await self._float("BIAS:AC?")
+
+    async def set_bias_output(self, on: bool) -> None:
+        await self.connection.write(f"BIAS:OUTP {int(bool(on))}")
+
+    async def bias_output(self) -> bool:
+        return bool((await self._ints("BIAS:OUTP?", 1))[0])
+
+    async def make_safe(self) -> tuple[bool, float, float]:
+        """Output off, DC and AC to 0 V in one line; returns what the controller then reports."""
+        await self.connection.write("BIAS:OUTP 0;BIAS:DC 0;BIAS:AC 0")
+        command = "BIAS:OUTP?;BIAS:DC?;BIAS:AC?"
+        reply = await self.connection.query(command)
+        output, dc, ac = parse_floats(
+            reply.replace(";", ","), 3, instrument=self.name, command=command)
+        return bool(output), dc, ac
+
+    # ------------------------------------------------------------------ band excitation
+
+    async def configure(self, settings: BandExcitationSettings) -> None:
+        tokens = ",".join(EXCITATION_TOKENS[name] for name in settings.excitations)
+        await self.connection.write(
+            f"BE:BAND {settings.band_low_hz:.6g},{settings.band_high_hz:.6g};"
+            f"BE:BINS {settings.bins};BE:CHIRP {settings.chirp_duration_s:.6g};"
+            f"BE:AVER {settings.averages};BE:DCOF {settings.dc_offset_v:.6g};BE:SEQ {tokens}"
+        )
+
+    async def settings(self) -> BandExcitationSettings:
+        command = "BE:BAND?;BE:BINS?;BE:CHIRP?;BE:AVER?;BE:DCOF?"
+        reply = await self.connection.query(command)
+        low, high, bins, chirp, averages, dc = parse_floats(
+            reply.replace(";", ","), 6, instrument=self.name, command=command)
+        tokens_reply = await self.connection.query("BE:SEQ?")
+        try:
+            excitations = tuple(EXCITATIONS_BY_TOKEN[t.strip()] for t in tokens_reply.split(","))
+        except KeyError:
+            raise InstrumentReplyError(
+                self.name, "BE:SEQ?", tokens_reply, "excitations LFDCP/LFDCM/HFLF") from None
+        return BandExcitationSettings(low, high, int(bins), chirp, int(averages), dc, excitations)
+
+    async def frequencies_hz(self) -> np.ndarray:
+        return await self.connection.query_block("BE:FREQ?", "<f8")
+
+    async def line_duration_s(self) -> float:
+        return await self._float("BE:TIME?")
+
+    def _acquisition_timeout_s(self, instrument_duration_s: float) -> float:
+        return 1.5 * instrument_duration_s / self.speedup
+
+    async def acquire_line(
+        self, row: int, *, pixels: int, excitations: int, bins: int, duration_s: float
+    ) -> ScanLine:
+        """Take scan line `row`; `duration_s` (instrument time) sizes the reply timeout."""
+        command = f"BE:LINE? {row}"
+        values = await self.connection.query_block(
+            command, SPECTRUM_DTYPE, extra_timeout_s=self._acquisition_timeout_s(duration_s))
+        spectra = self._shaped(values, (pixels, excitations, bins), command)
+        heights = self._shaped(
+            await self.connection.query_block("TOPO:LAST?", HEIGHT_DTYPE), (pixels,), "TOPO:LAST?")
+        return ScanLine(spectra, heights)
+
+    async def acquire_point(self, *, excitations: int, bins: int, duration_s: float) -> ScanLine:
+        command = "BE:POINT?"
+        values = await self.connection.query_block(
+            command, SPECTRUM_DTYPE, extra_timeout_s=self._acquisition_timeout_s(duration_s))
+        spectra = self._shaped(values, (1, excitations, bins), command)
+        heights = self._shaped(
+            await self.connection.query_block("TOPO:LAST?", HEIGHT_DTYPE), (1,), "TOPO:LAST?")
+        return ScanLine(spectra, heights)
+
+    async def topography_line(self, row: int, *, pixels: int, duration_s: float) -> np.ndarray:
+        command = f"TOPO:LINE? {row}"
+        values = await self.connection.query_block(
+            command, HEIGHT_DTYPE, extra_timeout_s=self._acquisition_timeout_s(duration_s))
+        return self._shaped(values, (pixels,), command)
+
+    def _shaped(self, values: np.ndarray, shape: Sequence[int], command: str) -> np.ndarray:
+        expected = int(np.prod(shape))
+        if values.size != expected:
+            raise InstrumentReplyError(
+                self.name, command, f"<block of {values.size} values>",
+                f"{expected} values {tuple(shape)}")
+        if not np.isfinite(values).all():
+            raise InstrumentReplyError(self.name, command, "<block with NaN/inf>", "finite values")
+        return values.reshape(tuple(shape))

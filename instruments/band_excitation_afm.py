@@ -1,0 +1,221 @@
+"""The band-excitation AFM as an ophyd-async device: one trigger takes one scan line.
+
+`prepare(AcquisitionSettings)` sends the raster, the band and the tip drive to
+the controller and sizes the HDF5 datasets; each `trigger()` then takes the
+line named by the `row` signal (or, for a one-pixel acquisition, the point under
+the tip), writes its spectra to HDF5 and fits every spectrum with the vectorised
+SHO fit. The event of that line carries the fit results and the topography as
+arrays of one value per pixel, so a 64 × 64 map is 64 events, not 4096.
+
+The tip bias is a hazard to the sample: `make_safe()` switches the output off and
+puts DC and AC to 0 V, and reports what the controller then says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ophyd_async.core import (
+    Array1D,
+    AsyncStatus,
+    StandardReadableFormat,
+    soft_signal_r_and_setter,
+    soft_signal_rw,
+)
+
+from vegard.analysis.sho_fit import fit_sho
+from vegard.clock import WALL_CLOCK, InstrumentClock
+
+from .afm_controller import (
+    EXCITATION_TOKENS,
+    BandExcitationAfmController,
+    BandExcitationSettings,
+    ScanArea,
+)
+from .array_detector import ArrayStreamingDetector
+from .driver_signal import driver_signal_r
+from .hdf5_stream import ArraySpec
+
+EXCITATIONS = tuple(EXCITATION_TOKENS)
+FIT_FIELDS = {
+    "amplitude_pm": "pm",
+    "resonance_frequency_hz": "Hz",
+    "quality_factor": "",
+    "phase_rad": "rad",
+    "r_squared": "",
+}
+
+
+class BiasLimitError(ValueError):
+    """A tip voltage beyond what the profile allows for this sample; refused before sending."""
+
+
+@dataclass(frozen=True)
+class AcquisitionSettings:
+    """Everything one map (or one point) needs from the controller."""
+
+    area: ScanArea
+    excitation: BandExcitationSettings
+    drive_amplitude_v: float
+    point: bool = False
+
+    @property
+    def pixels_per_line(self) -> int:
+        return 1 if self.point else self.area.pixels_x
+
+
+class BandExcitationAfm(ArrayStreamingDetector):
+    """Scanner, tip bias and band-excitation response; fit results per pixel."""
+
+    def __init__(
+        self,
+        controller: BandExcitationAfmController,
+        directory_provider: Callable[[], Path],
+        *,
+        clock: InstrumentClock = WALL_CLOCK,
+        maximum_bias_v: float = 10.0,
+        name: str = "",
+    ) -> None:
+        self.controller = controller
+        self.clock = clock
+        self.maximum_bias_v = maximum_bias_v
+        self._connected = False
+        self._connect_lock = asyncio.Lock()
+        self._settings: AcquisitionSettings | None = None
+        self._frequencies_hz = np.zeros(0)
+        self._line_duration_s = 0.0
+        address = controller.connection.address
+        common = {"connect": self._connect_controller, "clock": clock}
+        float_array = Array1D[np.float64]
+
+        with self.add_children_as_readables(StandardReadableFormat.UNCACHED_SIGNAL):
+            self.row = soft_signal_rw(int, 0)
+            self.map_index = soft_signal_rw(int, 0)
+            self.topography_nm, self._set_topography = soft_signal_r_and_setter(
+                float_array, units="nm")
+            self.fits: dict[str, dict[str, object]] = {}
+            self._fit_setters: dict[str, dict[str, Callable]] = {}
+            for excitation in EXCITATIONS:
+                signals, setters = {}, {}
+                for field, unit in {**FIT_FIELDS, "converged": ""}.items():
+                    datatype = Array1D[np.bool_] if field == "converged" else float_array
+                    signal, setter = soft_signal_r_and_setter(datatype, units=unit or None)
+                    setattr(self, f"{excitation}_{field}", signal)
+                    signals[field], setters[field] = signal, setter
+                self.fits[excitation] = signals
+                self._fit_setters[excitation] = setters
+        with self.add_children_as_readables(StandardReadableFormat.CONFIG_SIGNAL):
+            self.tip_bias_dc_v = driver_signal_r(
+                float, controller.bias_dc_v, units="V", source=f"visa://{address}/BIAS:DC",
+                **common)
+            self.drive_amplitude_v = driver_signal_r(
+                float, controller.bias_ac_v, units="V", source=f"visa://{address}/BIAS:AC",
+                **common)
+            self.normal_force_nn = driver_signal_r(
+                float, controller.normal_force_nn, units="nN",
+                source=f"visa://{address}/FORC:SETP", **common)
+        super().__init__(directory_provider, arrays={}, name=name)
+
+    async def _connect_controller(self, timeout: float) -> None:
+        async with self._connect_lock:
+            if not self._connected:
+                await asyncio.wait_for(self.controller.connect(), timeout)
+                self._connected = True
+
+    # ------------------------------------------------------------------ setup
+
+    def check_settings(self, settings: AcquisitionSettings) -> None:
+        """Refuse tip voltages beyond the profile's limit before anything is sent."""
+        peak_v = settings.drive_amplitude_v + settings.excitation.dc_offset_v
+        if peak_v > self.maximum_bias_v:
+            raise BiasLimitError(
+                f"{self.name}: U_ac + U_dc = {peak_v:g} V exceeds the tip bias limit "
+                f"{self.maximum_bias_v:g} V")
+
+    @AsyncStatus.wrap
+    async def prepare(self, value: AcquisitionSettings) -> None:
+        """Send raster, band and drive; read back the bin frequencies and line duration."""
+        self.check_settings(value)
+        self._close_writer()
+        controller = self.controller
+        await controller.set_scan_area(value.area)
+        await controller.configure(value.excitation)
+        await controller.set_bias_ac_v(value.drive_amplitude_v)
+        await controller.set_bias_dc_v(0.0)
+        await controller.set_bias_output(True)
+        self._frequencies_hz = await controller.frequencies_hz()
+        if self._frequencies_hz.size != value.excitation.bins:
+            raise RuntimeError(
+                f"{self.name}: controller reports {self._frequencies_hz.size} bins, "
+                f"asked for {value.excitation.bins}")
+        self._line_duration_s = await controller.line_duration_s()
+        self._settings = value
+        shape = (value.pixels_per_line, len(value.excitation.excitations), value.excitation.bins)
+        self._array_specs = {"spectra": ArraySpec(shape, np.complex64)}
+
+    @property
+    def frequencies_hz(self) -> np.ndarray:
+        return self._frequencies_hz
+
+    @property
+    def settings(self) -> AcquisitionSettings | None:
+        return self._settings
+
+    async def make_safe(self) -> tuple[bool, float, float]:
+        """Tip bias output off, DC and AC at 0 V; (output, dc_v, ac_v) as read back."""
+        return await self.controller.make_safe()
+
+    # ------------------------------------------------------------------ acquisition
+
+    async def acquire(self) -> dict[str, np.ndarray]:
+        settings = self._settings
+        if settings is None:
+            raise RuntimeError(f"{self.name}: prepare() the acquisition before triggering")
+        excitation = settings.excitation
+        if settings.point:
+            line = await self.controller.acquire_point(
+                excitations=len(excitation.excitations), bins=excitation.bins,
+                duration_s=self._line_duration_s)
+        else:
+            line = await self.controller.acquire_line(
+                await self.row.get_value(), pixels=settings.area.pixels_x,
+                excitations=len(excitation.excitations), bins=excitation.bins,
+                duration_s=self._line_duration_s)
+        self._publish_fits(line.spectra_pm, excitation.excitations)
+        self._set_topography(np.asarray(line.topography_nm, dtype=np.float64))
+        return {"spectra": line.spectra_pm}
+
+    def _publish_fits(self, spectra_pm: np.ndarray, excitations: tuple[str, ...]) -> None:
+        fit = fit_sho(self._frequencies_hz, spectra_pm.astype(np.complex128))
+        pixels = spectra_pm.shape[0]
+        for excitation in EXCITATIONS:
+            setters = self._fit_setters[excitation]
+            if excitation in excitations:
+                index = excitations.index(excitation)
+                values = {
+                    "amplitude_pm": fit.amplitude[:, index],
+                    "resonance_frequency_hz": fit.resonance_frequency_hz[:, index],
+                    "quality_factor": fit.quality_factor[:, index],
+                    "phase_rad": fit.phase_rad[:, index],
+                    "r_squared": fit.r_squared[:, index],
+                }
+                converged = fit.converged[:, index]
+            else:
+                values = {field: np.full(pixels, np.nan) for field in FIT_FIELDS}
+                converged = np.zeros(pixels, dtype=bool)
+            for field, value in values.items():
+                setters[field](np.ascontiguousarray(value, dtype=np.float64))
+            setters["converged"](np.ascontiguousarray(converged, dtype=np.bool_))
+
+    async def topography_line(self, row: int) -> np.ndarray:
+        """A topography-only line of the prepared raster (fast; no bias needed)."""
+        settings = self._settings
+        if settings is None:
+            raise RuntimeError(f"{self.name}: prepare() the raster before scanning")
+        rate_hz = await self.controller.topography_line_rate_hz()
+        return await self.controller.topography_line(
+            row, pixels=settings.area.pixels_x, duration_s=1.0 / rate_hz)

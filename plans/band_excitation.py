@@ -1,0 +1,227 @@
+"""Band-excitation ESM plans: one spectrum at a point, and the three-excitation map.
+
+Every plan leaves the tip unbiased (output off, DC and AC 0 V) on every exit:
+success, failure, abort or a fault on the wire. The bias is checked before the
+run opens (`BandExcitationAfm.check_settings`), so a voltage beyond the
+profile's limit never reaches the tip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
+from bluesky.protocols import Readable
+
+from vegard.instruments.afm_controller import BandExcitationSettings, ScanArea
+from vegard.instruments.band_excitation_afm import (
+    EXCITATIONS,
+    AcquisitionSettings,
+    BandExcitationAfm,
+)
+from vegard.instruments.temperature_stage import TemperatureStage
+
+from .temperature_steps import temperature_steps
+
+
+def band_excitation_settings(
+    *,
+    band_hz: tuple[float, float],
+    bins: int,
+    chirp_duration_s: float,
+    averages: int,
+    dc_offset_v: float,
+    excitations: Sequence[str] = EXCITATIONS,
+) -> BandExcitationSettings:
+    return BandExcitationSettings(
+        band_low_hz=float(band_hz[0]),
+        band_high_hz=float(band_hz[1]),
+        bins=int(bins),
+        chirp_duration_s=float(chirp_duration_s),
+        averages=int(averages),
+        dc_offset_v=float(dc_offset_v),
+        excitations=tuple(excitations),
+    )
+
+
+def map_metadata(afm: BandExcitationAfm, settings: AcquisitionSettings) -> dict[str, Any]:
+    """What the analysis needs to place each line (the `esm_map` start-document key)."""
+    area, excitation = settings.area, settings.excitation
+    return {
+        "device": afm.name,
+        "pixels_x": area.pixels_x,
+        "pixels_y": area.pixels_y,
+        "width_nm": area.width_nm,
+        "height_nm": area.height_nm,
+        "center_x_nm": area.center_x_nm,
+        "center_y_nm": area.center_y_nm,
+        "u_ac_v": settings.drive_amplitude_v,
+        "u_dc_v": excitation.dc_offset_v,
+        "excitations": list(excitation.excitations),
+        "band_hz": [excitation.band_low_hz, excitation.band_high_hz],
+        "bins": excitation.bins,
+        "chirp_duration_s": excitation.chirp_duration_s,
+        "averages": excitation.averages,
+        "stream": "primary",
+    }
+
+
+def await_call(factory):
+    """Run a device coroutine from a plan and return its result (or raise its error)."""
+    (task,) = yield from bps.wait_for([factory])
+    return task.result()
+
+
+def make_tip_safe(afm: BandExcitationAfm):
+    """Bias output off and 0 V; fails loudly if the controller does not confirm it."""
+    output_on, dc_v, ac_v = yield from await_call(afm.make_safe)
+    if output_on or dc_v != 0.0 or ac_v != 0.0:
+        raise RuntimeError(
+            f"{afm.name}: tip not safe after BIAS:OUTP 0 (output {output_on}, "
+            f"DC {dc_v:g} V, AC {ac_v:g} V)"
+        )
+
+
+def map_lines(
+    afm: BandExcitationAfm,
+    settings: AcquisitionSettings,
+    *,
+    map_index: int = 0,
+    readables: Sequence[Readable] = (),
+):
+    """The lines of one map inside an open run: one event per line (plus `readables`)."""
+    yield from bps.prepare(afm, settings, wait=True)
+    yield from bps.mv(afm.map_index, map_index)
+    for row in range(settings.area.pixels_y):
+        yield from bps.checkpoint()
+        yield from bps.mv(afm.row, row)
+        yield from bps.trigger_and_read([afm, *readables])
+
+
+def map_settings(
+    area: ScanArea,
+    *,
+    drive_amplitude_v: float,
+    dc_offset_v: float,
+    band_hz: tuple[float, float] = (80e3, 320e3),
+    bins: int = 64,
+    chirp_duration_s: float = 4e-3,
+    averages: int = 20,
+) -> AcquisitionSettings:
+    """The acquisition of a three-excitation map over `area` (U_ac = `drive_amplitude_v`)."""
+    return AcquisitionSettings(
+        area=area,
+        excitation=band_excitation_settings(
+            band_hz=band_hz, bins=bins, chirp_duration_s=chirp_duration_s,
+            averages=averages, dc_offset_v=dc_offset_v,
+        ),
+        drive_amplitude_v=drive_amplitude_v,
+    )
+
+
+def _map_run_metadata(afm, settings, maps: int, md) -> dict[str, Any]:
+    return {
+        "plan_name": "three_excitation_map",
+        "num_points": settings.area.pixels_y * maps,
+        "esm_map": map_metadata(afm, settings),
+        **(md or {}),
+    }
+
+
+def three_excitation_map(
+    afm: BandExcitationAfm,
+    settings: AcquisitionSettings,
+    *,
+    readables: Sequence[Readable] = (),
+    md: dict[str, Any] | None = None,
+):
+    """Map A_LF+, A_LF−, A_HF and topography line by line, in one run.
+
+    Per pixel the controller drives LF ⊕ +U_dc, LF ⊕ −U_dc and HF ⊗ LF and returns
+    each response spectrum; the device fits them. `readables` are read with every
+    line (e.g. the temperature stage).
+    """
+    afm.check_settings(settings)
+
+    @bpp.stage_decorator([afm])
+    @bpp.run_decorator(md=_map_run_metadata(afm, settings, 1, md))
+    def lines():
+        yield from map_lines(afm, settings, readables=readables)
+
+    return (yield from bpp.finalize_wrapper(lines(), make_tip_safe(afm)))
+
+
+def three_excitation_maps_at_temperatures(
+    afm: BandExcitationAfm,
+    stage: TemperatureStage,
+    temperatures_k: Sequence[float],
+    settings: AcquisitionSettings,
+    *,
+    settle_tolerance_k: float,
+    settle_time_s: float,
+    ramp_rate_k_per_min: float | None = None,
+    final_temperature_k: float | None = None,
+    safe_temperature_k: float = 295.0,
+    md: dict[str, Any] | None = None,
+):
+    """One run: settle at each temperature, then map there (map index = step index).
+
+    The stage is monitored throughout and read with every line, so each line
+    carries the sample temperature it was taken at.
+    """
+    afm.check_settings(settings)
+
+    def map_here(stage: TemperatureStage, temperature_k: float, index: int):
+        yield from map_lines(afm, settings, map_index=index, readables=[stage])
+
+    plan = temperature_steps(
+        stage, temperatures_k, settle_tolerance_k, settle_time_s, map_here,
+        ramp_rate_k_per_min=ramp_rate_k_per_min, final_temperature_k=final_temperature_k,
+        safe_temperature_k=safe_temperature_k,
+        md=_map_run_metadata(afm, settings, len(temperatures_k), md),
+    )
+    return (yield from bpp.finalize_wrapper(bpp.stage_wrapper(plan, [afm]), make_tip_safe(afm)))
+
+
+def band_excitation_spectrum(
+    afm: BandExcitationAfm,
+    x_nm: float,
+    y_nm: float,
+    *,
+    drive_amplitude_v: float,
+    dc_offset_v: float,
+    band_hz: tuple[float, float] = (80e3, 320e3),
+    bins: int = 64,
+    chirp_duration_s: float = 4e-3,
+    averages: int = 20,
+    excitations: Sequence[str] = EXCITATIONS,
+    md: dict[str, Any] | None = None,
+):
+    """The BE response spectra at one point (one event, spectra in HDF5, fits in the event)."""
+    settings = AcquisitionSettings(
+        area=ScanArea(x_nm, y_nm, 1.0, 1.0, 1, 1),
+        excitation=band_excitation_settings(
+            band_hz=band_hz, bins=bins, chirp_duration_s=chirp_duration_s,
+            averages=averages, dc_offset_v=dc_offset_v, excitations=excitations,
+        ),
+        drive_amplitude_v=drive_amplitude_v,
+        point=True,
+    )
+    afm.check_settings(settings)
+    metadata = {
+        "plan_name": "band_excitation_spectrum",
+        "num_points": 1,
+        "position_nm": [x_nm, y_nm],
+        **(md or {}),
+    }
+
+    @bpp.stage_decorator([afm])
+    @bpp.run_decorator(md=metadata)
+    def point():
+        yield from bps.prepare(afm, settings, wait=True)
+        yield from await_call(lambda: afm.controller.move_tip(x_nm, y_nm))
+        yield from bps.trigger_and_read([afm])
+
+    return (yield from bpp.finalize_wrapper(point(), make_tip_safe(afm)))

@@ -1,0 +1,190 @@
+"""A band-excitation AFM controller, emulated over the `AtomicForceMicroscope` model.
+
+The command set is ours (real BE controllers each have their own); it is
+SCPI-shaped so the same base server, driver tooling and error queue apply.
+Lengths in nm, voltages in V, frequencies in Hz, times in s.
+
+    SCAN:CENT <x>,<y>     raster centre (scanner frame)       SCAN:CENT?  -> x,y
+    SCAN:SIZE <w>,<h>     raster size                          SCAN:SIZE?  -> w,h
+    SCAN:PIX <nx>,<ny>    pixels per line, lines               SCAN:PIX?   -> nx,ny
+    SCAN:MOVE <x>,<y>     tip to a scanner position            SCAN:POS?   -> x,y
+    SCAN:LRAT <Hz>        topography-only line rate            SCAN:LRAT?
+    FORC:SETP <nN>        normal-force setpoint (z feedback)   FORC:SETP?
+    BIAS:DC <V>           static tip DC bias (±10 V)           BIAS:DC?
+    BIAS:AC <V>           drive amplitude U_ac (0-10 V)        BIAS:AC?
+    BIAS:OUTP <0|1>       tip bias output                      BIAS:OUTP?
+    BE:BAND <lo>,<hi>     excitation band                      BE:BAND?
+    BE:BINS <n>           frequency bins (8-1024)              BE:BINS?
+    BE:CHIRP <s>          chirp length (1e-4-0.1 s)            BE:CHIRP?
+    BE:AVER <n>           averages per excitation (1-1000)     BE:AVER?
+    BE:DCOF <V>           U_dc of the LF⊕DC± excitations       BE:DCOF?
+    BE:SEQ <e>,<e>,...    excitations LFDCP, LFDCM, HFLF       BE:SEQ?
+    BE:FREQ?              bin frequencies: block of float64
+    BE:TIME?              instrument time of one BE line (s)
+    BE:LINE? <row>        acquire a scan line: block of complex64 (pixels, excitations, bins), pm
+    BE:POINT?             acquire at the tip: block of complex64 (excitations, bins), pm
+    TOPO:LAST?            heights of the last BE acquisition: block of float64, nm
+    TOPO:LINE? <row>      topography-only line (takes 1/line rate): block of float64, nm
+
+Acquisitions need the bias output on and answer only after their instrument
+time has passed on the clock.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vegard.clock import InstrumentClock
+
+from .afm import AfmSettingError, AtomicForceMicroscope
+from .scpi_server import (
+    DATA_OUT_OF_RANGE,
+    EXECUTION_ERROR,
+    ILLEGAL_PARAMETER_VALUE,
+    Instrument,
+    ScpiError,
+    binary_block,
+    parse_float,
+    parse_int,
+    require_arguments,
+)
+
+WIRE_EXCITATIONS = {"LFDCP": "lf_dc_plus", "LFDCM": "lf_dc_minus", "HFLF": "hf_lf"}
+EXCITATION_TOKENS = {name: token for token, name in WIRE_EXCITATIONS.items()}
+
+
+def _block(values: np.ndarray) -> bytes:
+    """Little-endian binary block of an array (what the driver expects)."""
+    little = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
+    return binary_block(little.tobytes())
+
+
+class AfmController(Instrument):
+    """Wire-level emulator: parses controller commands and drives the AFM model."""
+
+    identity = "VEGARD,SIM-BE-AFM,0,0.1"
+
+    def __init__(self, model: AtomicForceMicroscope, clock: InstrumentClock | None = None) -> None:
+        super().__init__(clock or model.clock)
+        self.model = model
+        m = model
+        pairs = {
+            "SCAN:CENT": (lambda a: m.set_scan_center(*self._floats(a, 2)),
+                          lambda: (m.scan.center_x_nm, m.scan.center_y_nm)),
+            "SCAN:SIZE": (lambda a: m.set_scan_size(*self._floats(a, 2)),
+                          lambda: (m.scan.width_nm, m.scan.height_nm)),
+            "SCAN:PIX": (lambda a: m.set_pixels(*self._ints(a, 2)),
+                         lambda: (m.scan.pixels_x, m.scan.pixels_y)),
+            "SCAN:LRAT": (lambda a: m.set_topography_line_rate(*self._floats(a, 1)),
+                          lambda: (m.topography_line_rate_hz,)),
+            "FORC:SETP": (lambda a: m.set_normal_force(*self._floats(a, 1)),
+                          lambda: (m.normal_force_nn,)),
+            "BIAS:DC": (lambda a: m.set_bias_dc(*self._floats(a, 1)), lambda: (m.bias_dc_v,)),
+            "BIAS:AC": (lambda a: m.set_bias_ac(*self._floats(a, 1)), lambda: (m.bias_ac_v,)),
+            "BIAS:OUTP": (lambda a: m.set_bias_output(self._switch(a)),
+                          lambda: (int(m.bias_output_on),)),
+            "BE:BAND": (lambda a: m.set_band(*self._floats(a, 2)),
+                        lambda: (m.excitation.band_low_hz, m.excitation.band_high_hz)),
+            "BE:BINS": (lambda a: m.set_bins(*self._ints(a, 1)), lambda: (m.excitation.bins,)),
+            "BE:CHIRP": (lambda a: m.set_chirp_duration(*self._floats(a, 1)),
+                         lambda: (m.excitation.chirp_duration_s,)),
+            "BE:AVER": (lambda a: m.set_averages(*self._ints(a, 1)),
+                        lambda: (m.excitation.averages,)),
+            "BE:DCOF": (lambda a: m.set_dc_offset(*self._floats(a, 1)),
+                        lambda: (m.excitation.dc_offset_v,)),
+        }
+        for header, (setter, getter) in pairs.items():
+            self.register(header, self._setting(setter))
+            self.register(header + "?", lambda _, getter=getter: _format(getter()))
+        self.register("SCAN:MOVE", self._setting(lambda a: m.move_tip(*self._floats(a, 2))))
+        self.register("SCAN:POS?", lambda _: _format((m.tip_x_nm, m.tip_y_nm)))
+        self.register("BE:SEQ", self._setting(self._set_sequence))
+        self.register("BE:SEQ?", lambda _: ",".join(
+            EXCITATION_TOKENS[name] for name in m.excitation.sequence))
+        self.register("BE:FREQ?", lambda _: _block(m.excitation.frequencies_hz()))
+        self.register("BE:TIME?", lambda _: _format((m.be_line_duration_s(),)))
+        self.register("BE:LINE?", self._acquire_line)
+        self.register("BE:POINT?", self._acquire_point)
+        self.register("TOPO:LAST?", lambda _: _block(m.last_topography_nm.astype(np.float64)))
+        self.register("TOPO:LINE?", self._acquire_topography_line)
+
+    def reset(self) -> None:
+        self.model.reset()
+
+    # ------------------------------------------------------------------ parsing
+
+    @staticmethod
+    def _floats(arguments: list[str], count: int) -> list[float]:
+        require_arguments(arguments, count)
+        return [parse_float(text) for text in arguments[:count]]
+
+    @staticmethod
+    def _ints(arguments: list[str], count: int) -> list[int]:
+        require_arguments(arguments, count)
+        return [parse_int(text) for text in arguments[:count]]
+
+    @staticmethod
+    def _switch(arguments: list[str]) -> bool:
+        require_arguments(arguments, 1)
+        text = arguments[0].upper()
+        if text in ("1", "ON"):
+            return True
+        if text in ("0", "OFF"):
+            return False
+        raise ScpiError(ILLEGAL_PARAMETER_VALUE, f"expected 0/1/ON/OFF, got {arguments[0]!r}")
+
+    @staticmethod
+    def _setting(action):
+        def handler(arguments: list[str]) -> None:
+            try:
+                action(arguments)
+            except AfmSettingError as error:
+                raise ScpiError(DATA_OUT_OF_RANGE, str(error)) from None
+
+        return handler
+
+    def _set_sequence(self, arguments: list[str]) -> None:
+        require_arguments(arguments, 1)
+        tokens = [text.upper() for text in arguments]
+        unknown = [text for text in tokens if text not in WIRE_EXCITATIONS]
+        if unknown:
+            raise ScpiError(ILLEGAL_PARAMETER_VALUE,
+                            f"unknown excitation(s) {unknown}; allowed {list(WIRE_EXCITATIONS)}")
+        self.model.set_sequence([WIRE_EXCITATIONS[token] for token in tokens])
+
+    # ------------------------------------------------------------------ acquisition
+
+    def _acquire(self, duration_s: float, action):
+        try:
+            self.model.check_can_acquire()
+        except AfmSettingError as error:
+            raise ScpiError(EXECUTION_ERROR, str(error)) from None
+        self.clock.sleep_blocking(duration_s)
+        try:
+            return _block(action())
+        except AfmSettingError as error:
+            raise ScpiError(EXECUTION_ERROR, str(error)) from None
+
+    def _acquire_line(self, arguments: list[str]) -> bytes:
+        row = self._ints(arguments, 1)[0]
+        self._check_row(row)
+        return self._acquire(self.model.be_line_duration_s(),
+                             lambda: self.model.acquire_be_line(row))
+
+    def _acquire_point(self, arguments: list[str]) -> bytes:
+        return self._acquire(self.model.be_point_duration_s(), self.model.acquire_be_point)
+
+    def _acquire_topography_line(self, arguments: list[str]) -> bytes:
+        row = self._ints(arguments, 1)[0]
+        self._check_row(row)
+        self.clock.sleep_blocking(self.model.topography_line_duration_s())
+        return _block(self.model.acquire_topography_line(row))
+
+    def _check_row(self, row: int) -> None:
+        if not 0 <= row < self.model.scan.pixels_y:
+            raise ScpiError(DATA_OUT_OF_RANGE,
+                            f"row {row} not valid: allowed 0 … {self.model.scan.pixels_y - 1}")
+
+
+def _format(values: tuple) -> str:
+    return ",".join(f"{value:.9g}" if isinstance(value, float) else str(value) for value in values)
