@@ -395,6 +395,15 @@ class AtomicForceMicroscope:
         with self._lock:
             return list(self._frames)
 
+    def truth_arrays(self) -> dict[str, np.ndarray]:
+        """Every frame's truth maps as `frame<i>.<quantity>` (shape lines × pixels)."""
+        with self._lock:
+            return {
+                f"frame{index}.{name}": values
+                for index, frame in enumerate(self._frames)
+                for name, values in frame.maps.items()
+            }
+
     def ground_truth(self) -> dict[str, Any]:
         with self._lock:
             frames = [frame.summary() for frame in self._frames]

@@ -130,6 +130,15 @@ class SimulatedLab:
     def ground_truth(self) -> dict[str, dict[str, Any]]:
         return {name: model.ground_truth() for name, model in self.models.items()}
 
+    def truth_arrays(self) -> dict[str, Any]:
+        """Per-pixel truth of models that record it, keyed `<instrument>.<name>`."""
+        arrays: dict[str, Any] = {}
+        for name, model in self.models.items():
+            record = getattr(model, "truth_arrays", None)
+            if record is not None:
+                arrays.update({f"{name}.{key}": value for key, value in record().items()})
+        return arrays
+
     def command_log(self, name: str) -> list[str]:
         """The commands instrument `name` has received, in order."""
         return [entry.command for entry in self.instruments[name].command_log()]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from bluesky import RunEngine
 from bluesky.run_engine import call_in_bluesky_event_loop
 from bluesky.utils import RunEngineInterrupted
@@ -30,6 +31,9 @@ from vegard.simulators.lab import SimulatedLab, parameter_specs
 from vegard.simulators.parameters import resolve_parameters
 from vegard.store.layout import run_directory
 from vegard.store.writer import RunWriter
+
+TRUTH_FILE = "simulator_truth.npz"
+"""Per-pixel simulator truth of a dry run (`<instrument>.<frame>.<quantity>` arrays)."""
 
 
 def make_run_engine(clock: InstrumentClock) -> RunEngine:
@@ -169,12 +173,25 @@ class Session:
                 summary["reason"] = reason
             if self.lab is not None:
                 summary["ground_truth"] = self.lab.ground_truth()
+                truth_file = self._write_truth_arrays(uids)
+                if truth_file is not None:
+                    summary["ground_truth_file"] = str(truth_file)
             return RunOutcome(summary=summary, exit_status=exit_status, reason=reason)
         finally:
             for device in devices.values():
                 close_device(device)
             if self.lab is not None:
                 self.lab.stop()
+
+    def _write_truth_arrays(self, uids: Sequence[str]) -> Path | None:
+        """Simulator truth maps (dry runs only) next to the last run's documents."""
+        assert self.lab is not None
+        arrays = self.lab.truth_arrays()
+        if not arrays or not uids:
+            return None
+        path = run_directory(self.data_dir, uids[-1]) / TRUTH_FILE
+        np.savez_compressed(path, **arrays)
+        return path
 
     def _make_run_engine(self) -> RunEngine:
         run_engine = make_run_engine(self.clock)
