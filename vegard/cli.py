@@ -95,8 +95,36 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"  sample {step['settled_sample_temperature_k']:8.3f} K"
             f"  settling {step['settling_time_s']:6.0f} s  {verdict}"
         )
+    for line in headline_results(analysis):
+        print(line)
     for figure in analysis.get("figures", []):
         print(f"figure        {figure}")
+
+
+HEADLINE_RESULTS = {
+    "activation_energy_kj_mol": ("E_A from a_f (Arrhenius)", "kJ/mol"),
+    "apparent_activation_energy_lf_kj_mol": ("apparent E_A from Ā_LF", "kJ/mol"),
+    "delta_c_over_c_300k": ("Δc/c at 300 K (Eq. 4)", ""),
+    "r_total_ohm": ("R_total = U_ac / I", "Ω"),
+    "a_f_mean_pm": ("a_f (compensated Vegard strain)", "pm"),
+    "a_lf_mean_pm": ("Ā_LF", "pm"),
+    "a_hf_mean_pm": ("A_HF (electrostatic)", "pm"),
+    "resonance_frequency_mean_hz": ("contact resonance", "Hz"),
+    "quality_factor_mean": ("quality factor", ""),
+}
+
+
+def headline_results(analysis: dict[str, Any]) -> list[str]:
+    """The analysis figures a scientist looks for first, with their units."""
+    lines = []
+    for key, (label, unit) in HEADLINE_RESULTS.items():
+        value = analysis.get(key)
+        if not isinstance(value, (int, float)):
+            continue
+        stderr = analysis.get(key.replace("_kj_mol", "_stderr_kj_mol")) if "kj_mol" in key else None
+        spread = f" ± {stderr:.2g}" if isinstance(stderr, (int, float)) else ""
+        lines.append(f"  {label:<34} {value:.4g}{spread} {unit}".rstrip())
+    return lines
 
 
 def _runs(args: argparse.Namespace) -> int:
