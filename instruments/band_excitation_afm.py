@@ -211,11 +211,19 @@ class BandExcitationAfm(ArrayStreamingDetector):
                 setters[field](np.ascontiguousarray(value, dtype=np.float64))
             setters["converged"](np.ascontiguousarray(converged, dtype=np.bool_))
 
-    async def topography_line(self, row: int) -> np.ndarray:
-        """A topography-only line of the prepared raster (fast; no bias needed)."""
-        settings = self._settings
-        if settings is None:
-            raise RuntimeError(f"{self.name}: prepare() the raster before scanning")
-        rate_hz = await self.controller.topography_line_rate_hz()
-        return await self.controller.topography_line(
-            row, pixels=settings.area.pixels_x, duration_s=1.0 / rate_hz)
+    async def topography_image(self, area: ScanArea, line_rate_hz: float) -> np.ndarray:
+        """A topography-only image (lines × pixels, nm) of `area`, with the tip unbiased.
+
+        Fast (no band excitation), for re-finding an area after the sample drifted.
+        The next `prepare()` sends the map's raster again.
+        """
+        await self.make_safe()
+        controller = self.controller
+        await controller.set_scan_area(area)
+        await controller.set_topography_line_rate_hz(line_rate_hz)
+        lines = [
+            await controller.topography_line(
+                row, pixels=area.pixels_x, duration_s=1.0 / line_rate_hz)
+            for row in range(area.pixels_y)
+        ]
+        return np.stack(lines)

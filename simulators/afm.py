@@ -106,6 +106,7 @@ class TruthFrame:
     temperatures_k: list[float] = field(default_factory=list)
     drifts_nm: list[tuple[float, float]] = field(default_factory=list)
     u_ac_v: float = 0.0
+    detection_gain: float = 1.0
 
     def put(self, row: int, values: Mapping[str, np.ndarray]) -> None:
         for name, line in values.items():
@@ -126,6 +127,7 @@ class TruthFrame:
             "lines": len(self.rows),
             "pixels": [self.pixels_x, self.pixels_y],
             "u_ac_v": self.u_ac_v,
+            "detection_gain": self.detection_gain,
             "temperature_k": float(np.mean(self.temperatures_k)) if self.temperatures_k else None,
             "vegard_strain_mean_pm": mean("vegard_strain_pm"),
             "electrostatic_mean_pm": mean("electrostatic_pm"),
@@ -148,6 +150,8 @@ class AtomicForceMicroscope:
                   "rms noise of the z-feedback height reading"),
         Parameter("line_overhead_s", 0.05, "s", 0.0, 60.0,
                   "flyback and settling time added to every scan line"),
+        Parameter("laser_realignment_gain_spread", 0.02, "1", 0.0, 0.5,
+                  "relative rms change of the detection gain at each new map (laser re-aligned)"),
         Parameter("sample_temperature_k", 300.0, "K", 1.0, 1000.0,
                   "sample temperature when the lab has no temperature stage"),
         Parameter("drift_switch", 1.0, "", 0.0, 1.0,
@@ -184,6 +188,7 @@ class AtomicForceMicroscope:
         self.topography_line_rate_hz = 2.0
         self.last_topography_nm = np.zeros(0)
         self._frames: list[TruthFrame] = []
+        self._detection_gain = 1.0
 
     # ------------------------------------------------------------------ settings
 
@@ -363,22 +368,34 @@ class AtomicForceMicroscope:
         temperature_k = self.temperature_k()
         drift = self.drift_nm()
         sx, sy = x_nm - drift[0], y_nm - drift[1]
-        spectra = self.sample.response_spectra(
+        frame = self._frame_for(row) if row is not None else None
+        spectra = self._detection_gain * self.sample.response_spectra(
             sx, sy, temperature_k, excitation.sequence, self.bias_ac_v, excitation.dc_offset_v,
             excitation.frequencies_hz(), excitation.chirp_duration_s, excitation.averages,
             self.parameters["noise_pm_per_rthz"], self._rng,
         )
         topography = self._topography(sx, sy)
-        if row is not None:
-            self._record_truth(row, sx, sy, temperature_k, drift)
+        if frame is not None:
+            self._record_truth(frame, row, sx, sy, temperature_k, drift)
         return np.ascontiguousarray(spectra, dtype=np.complex64), topography
 
-    def _record_truth(self, row, sample_x_nm, sample_y_nm, temperature_k, drift) -> None:
+    def _frame_for(self, row: int) -> TruthFrame:
+        """The truth frame this line belongs to; a new map starts a new frame.
+
+        A new map is also where the operator re-aligns the laser on the cantilever
+        (after every temperature change), so the detection gain changes slightly
+        there; it multiplies all three excitations alike.
+        """
         frame = self._frames[-1] if self._frames else None
         if frame is None or frame.scan != self.scan.key() or row in frame.rows:
+            spread = self.parameters["laser_realignment_gain_spread"]
+            self._detection_gain = float(max(1.0 + spread * self._rng.standard_normal(), 0.1))
             frame = TruthFrame(self.scan.key(), self.scan.pixels_x, self.scan.pixels_y,
-                               u_ac_v=self.bias_ac_v)
+                               u_ac_v=self.bias_ac_v, detection_gain=self._detection_gain)
             self._frames.append(frame)
+        return frame
+
+    def _record_truth(self, frame, row, sample_x_nm, sample_y_nm, temperature_k, drift) -> None:
         truth = self.sample.truth_maps(sample_x_nm, sample_y_nm, temperature_k, self.bias_ac_v)
         frame.put(row, {**truth, "sample_x_nm": sample_x_nm, "sample_y_nm": sample_y_nm})
         frame.temperatures_k.append(temperature_k)

@@ -14,16 +14,27 @@ from typing import Any
 from bluesky.utils import Msg
 
 from vegard.analysis.esm_map import EsmMapAnalysis
+from vegard.analysis.esm_temperature_series import EsmTemperatureSeriesAnalysis
 from vegard.analysis.temperature_steps import TemperatureStepsAnalysis
 from vegard.config.errors import ConfigError
 from vegard.config.profiles import Profile
-from vegard.config.protocols import EsmMapProtocol, Protocol, TemperatureStepsProtocol
+from vegard.config.protocols import (
+    EsmMapProtocol,
+    EsmTemperatureSeriesProtocol,
+    Protocol,
+    TemperatureStepsProtocol,
+)
 from vegard.instruments.afm_controller import ScanArea
 from vegard.instruments.lakeshore336 import HeaterRange
 from vegard.plans.band_excitation import (
     map_settings,
     three_excitation_map,
     three_excitation_maps_at_temperatures,
+)
+from vegard.plans.esm_temperature_series import (
+    TRACKING_STREAM,
+    DriftTrackingSettings,
+    esm_temperature_series,
 )
 from vegard.plans.temperature_steps import temperature_steps
 
@@ -89,7 +100,13 @@ def _plan_temperature_steps(protocol: TemperatureStepsProtocol, devices, profile
     )
 
 
-def _check_esm_map(protocol: EsmMapProtocol, profile: Profile, path: Path):
+def _check_afm(
+    protocol: EsmMapProtocol | EsmTemperatureSeriesProtocol,
+    profile: Profile,
+    path: Path,
+    scan_size_factor: float = 1.0,
+) -> None:
+    """Tip voltages and the raster (and any larger tracking raster) within the profile."""
     afm = profile.devices.afm
     if afm is None:
         raise ConfigError(f"profile {profile.profile!r}: devices.afm is missing")
@@ -103,12 +120,17 @@ def _check_esm_map(protocol: EsmMapProtocol, profile: Profile, path: Path):
         )
     half_range_nm = afm.scan_range_nm / 2
     for axis, center, size in zip("xy", protocol.map.center_nm, protocol.map.size_nm, strict=True):
-        reach_nm = abs(center) + size / 2
+        reach_nm = abs(center) + size * scan_size_factor / 2
         if reach_nm > half_range_nm:
             raise ConfigError(
-                f"{path}: map {axis}: |center| + size/2 = {reach_nm:g} nm is not valid: "
-                f"allowed: ≤ {half_range_nm:g} nm (scanner range of profile {profile.profile!r})"
+                f"{path}: map {axis}: |center| + size × {scan_size_factor:g}/2 = {reach_nm:g} nm "
+                f"is not valid: allowed: ≤ {half_range_nm:g} nm "
+                f"(scanner range of profile {profile.profile!r})"
             )
+
+
+def _check_esm_map(protocol: EsmMapProtocol, profile: Profile, path: Path):
+    _check_afm(protocol, profile, path)
     if protocol.temperature_stage is not None:
         _check_stage_temperatures(
             {"temperature_stage.temperature_k": protocol.temperature_stage.temperature_k},
@@ -117,10 +139,10 @@ def _check_esm_map(protocol: EsmMapProtocol, profile: Profile, path: Path):
         )
 
 
-def _plan_esm_map(protocol: EsmMapProtocol, devices, profile, md):
+def _map_settings(protocol: EsmMapProtocol | EsmTemperatureSeriesProtocol):
     area = protocol.map
     drive = protocol.excitation
-    settings = map_settings(
+    return map_settings(
         ScanArea(*area.center_nm, *area.size_nm, *area.pixels),
         drive_amplitude_v=drive.drive_amplitude_v,
         dc_offset_v=drive.dc_offset_v,
@@ -129,6 +151,10 @@ def _plan_esm_map(protocol: EsmMapProtocol, devices, profile, md):
         chirp_duration_s=drive.chirp_duration_s,
         averages=drive.averages,
     )
+
+
+def _plan_esm_map(protocol: EsmMapProtocol, devices, profile, md):
+    settings = _map_settings(protocol)
     hold = protocol.temperature_stage
     if hold is None:
         return three_excitation_map(devices["afm"], settings, md=md)
@@ -145,7 +171,58 @@ def _plan_esm_map(protocol: EsmMapProtocol, devices, profile, md):
     )
 
 
+def _check_esm_series(protocol: EsmTemperatureSeriesProtocol, profile: Profile, path: Path):
+    tracking = protocol.drift_tracking
+    _check_afm(protocol, profile, path, tracking.size_factor if tracking.enabled else 1.0)
+    settings = protocol.temperature_stage
+    temperatures = {
+        f"temperature_stage.temperatures_k[{index}]": value
+        for index, value in enumerate(settings.temperatures_k)
+    }
+    if settings.final_temperature_k is not None:
+        temperatures["temperature_stage.final_temperature_k"] = settings.final_temperature_k
+    _check_stage_temperatures(temperatures, profile, path)
+
+
+def _plan_esm_series(protocol: EsmTemperatureSeriesProtocol, devices, profile, md):
+    settings = protocol.temperature_stage
+    tracking = protocol.drift_tracking
+    region = (
+        {"kind": "largest_grain"} if protocol.region == "largest_grain"
+        else {"kind": "disk", **protocol.region.model_dump(mode="json")}
+    )
+    series = {
+        "temperatures_k": list(settings.temperatures_k),
+        "region": region,
+        "material": protocol.material.model_dump(mode="json"),
+        "drive_frequency_hz": protocol.drive_frequency_hz,
+        "tracking_stream": TRACKING_STREAM,
+    }
+    return esm_temperature_series(
+        devices["afm"],
+        devices["temperature_stage"],
+        settings.temperatures_k,
+        _map_settings(protocol),
+        settle_tolerance_k=settings.settle_tolerance_k,
+        settle_time_s=settings.settle_time_s,
+        tracking=DriftTrackingSettings(
+            size_factor=tracking.size_factor, pixels=tracking.pixels,
+            line_rate_hz=tracking.line_rate_hz,
+        ) if tracking.enabled else None,
+        ramp_rate_k_per_min=settings.ramp_rate_k_per_min,
+        final_temperature_k=settings.final_temperature_k,
+        safe_temperature_k=profile.devices.temperature_stage.safe_temperature_k,
+        md={**md, "esm_series": series},
+    )
+
+
 RUNNERS: dict[str, ProtocolRunner] = {
+    "esm_temperature_series": ProtocolRunner(
+        devices=lambda protocol: ("afm", "temperature_stage"),
+        check=_check_esm_series,
+        plan=_plan_esm_series,
+        analyses=lambda figures_for: [EsmTemperatureSeriesAnalysis(figures_for)],
+    ),
     "esm_map": ProtocolRunner(
         devices=lambda protocol: (
             ("afm", "temperature_stage") if protocol.temperature_stage else ("afm",)

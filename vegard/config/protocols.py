@@ -83,12 +83,62 @@ class EsmMapProtocol(StrictModel):
     excitation: ExcitationSettings
 
 
+class DriftTracking(StrictModel):
+    """Re-find the reference area at each temperature from a fast topography image."""
+
+    enabled: bool = True
+    size_factor: float = Field(1.5, ge=1.0, le=4.0)
+    """Tracking image side / map side: room for the drift of one temperature step."""
+    pixels: int = Field(64, ge=16, le=512)
+    line_rate_hz: float = Field(4.0, gt=0, le=100)
+
+
+class DiskRegion(StrictModel):
+    """A circular region in scan coordinates of the first map."""
+
+    center_nm: tuple[float, float]
+    radius_nm: float = Field(gt=0, le=20_000)
+
+
+class Material(StrictModel):
+    """Constants of the sample the strain analysis needs (BRIEF Eqs. 3-4)."""
+
+    poisson_ratio: float = Field(0.25, gt=-1, le=0.5)
+    vegard_coefficient: float = Field(0.03, gt=0, le=1)
+    diffusion_coefficient_300k_cm2_per_s: float = Field(3e-6, gt=0, le=1)
+    mobile_ion_concentration_mol_per_m3: float = Field(11_700.0, gt=0, le=1e6)
+    ion_charge_number: int = Field(1, ge=1, le=4)
+
+
+class SeriesTemperatures(StrictModel):
+    temperatures_k: list[StageTemperatureK] = Field(min_length=2, max_length=100)
+    ramp_rate_k_per_min: float = Field(10.0, gt=0, le=50)
+    settle_tolerance_k: float = Field(0.1, gt=0, le=10)
+    settle_time_s: float = Field(60.0, ge=0, le=3600)
+    final_temperature_k: StageTemperatureK | None = None
+
+
+class EsmTemperatureSeriesProtocol(StrictModel):
+    protocol: Literal["esm_temperature_series"]
+    sample: str = Field(min_length=1)
+    description: str = ""
+    temperature_stage: SeriesTemperatures
+    map: MapArea
+    excitation: ExcitationSettings
+    drift_tracking: DriftTracking = DriftTracking()
+    region: Literal["largest_grain"] | DiskRegion = "largest_grain"
+    material: Material = Material()
+    drive_frequency_hz: float = Field(250e3, ge=10e3, le=2e6)
+    """Frequency at which the strain is read (the contact resonance), for L_D and Eq. 4."""
+
+
 PROTOCOL_MODELS: dict[str, type[StrictModel]] = {
     "temperature_steps": TemperatureStepsProtocol,
     "esm_map": EsmMapProtocol,
+    "esm_temperature_series": EsmTemperatureSeriesProtocol,
 }
 
-Protocol = TemperatureStepsProtocol | EsmMapProtocol
+Protocol = TemperatureStepsProtocol | EsmMapProtocol | EsmTemperatureSeriesProtocol
 
 
 def load_protocol(path: Path | str) -> Protocol:
