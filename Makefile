@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/vegard dry-run configs/protocols/temperature_steps.yaml --data-dir $(CURDIR)/vegard-data
+	$(BIN)/vegard dry-run configs/protocols/esm_temperature_series.yaml --data-dir $(CURDIR)/vegard-data
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -26,6 +26,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/clock_speedup.py
+	$(BIN)/python benchmarks/sho_fit.py
+	$(BIN)/python benchmarks/esm_map.py
 
 clean:
 	rm -rf $(VENV) vegard-data

@@ -18,7 +18,11 @@ def format_duration(seconds: float) -> str:
 
 
 class ProgressPrinter(DocumentRouter):
-    """One line per completed point of the primary stream, on stderr."""
+    """Progress of the primary stream on stderr: first and last point, and every 5 %.
+
+    A map has one point per scan line, so a series of maps has hundreds; a line
+    per point would bury the messages that matter.
+    """
 
     def __init__(self, clock: InstrumentClock, stream: TextIO | None = None) -> None:
         super().__init__()
@@ -40,6 +44,8 @@ class ProgressPrinter(DocumentRouter):
         if doc["descriptor"] not in self._primary:
             return
         self._done += 1
+        if not self._worth_printing():
+            return
         elapsed_s = self.clock.now() - self._started_s
         line = f"[{self._plan}] point {self._done}"
         if self._total:
@@ -48,6 +54,13 @@ class ProgressPrinter(DocumentRouter):
             line += f" · instrument time {format_duration(elapsed_s)}"
             line += f" · ETA {format_duration(eta_s)} (instrument)"
         print(line, file=self.stream, flush=True)
+
+    def _worth_printing(self) -> bool:
+        total = self._total
+        if not total or total <= 20 or self._done in (1, total):
+            return True
+        step = -(-total // 20)
+        return self._done % step == 0
 
     def stop(self, doc):
         print(
