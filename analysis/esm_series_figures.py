@@ -17,20 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from .arrhenius import ActivationEnergy
-from .esm_figures import robust_limits
+from .esm_figures import _save, robust_limits
 from .figures import _pyplot
 
 _MISSING_COLOUR = "0.85"
 _REGION_COLOUR = "black"
-
-
-def _save(figure, plt, path: Path) -> Path:
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
 
 
 def _energy_label(name: str, energy: ActivationEnergy | None) -> str:

@@ -137,8 +137,21 @@ class _MapRecord:
 class EsmTemperatureSeriesAnalysis(DocumentRouter):
     """Per-temperature region means, Arrhenius fits, Δc/c and R_total; figures at the end.
 
-    `.latest` (live): progress of the current map and the Arrhenius estimate of the maps
-    finished so far. `.result` (at stop): see the keys written in `_final_result`.
+    `.latest` (live): progress of the current map (map_index, rows_done, pixels_y) and the
+    Arrhenius estimate of the maps finished so far (maps_finished, temperatures_k, a_f_pm,
+    activation_energy_kj_mol, activation_energy_stderr_kj_mol).
+
+    `.result` (at stop; plain JSON, NaN → None). Only complete maps (every line in) count:
+      maps_recorded, maps_incomplete (map indices), temperatures_k (mean measured sample
+      temperature per map, K), setpoints_k; activation_energy_kj_mol (+ _stderr_) from a_f,
+      apparent_activation_energy_lf_kj_mol (+ _stderr_) from Ā_LF, arrhenius_fit_a_f and
+      arrhenius_fit_a_lf (slope_k, intercept of ln(y/pm), their standard errors, points);
+      a_f_pm_, a_hf_pm_, a_lf_pm_, a_f_std_pm_, region_pixels_by_temperature_k (keyed by
+      setpoint "%g"); a_hf_variation ((max − min)/mean); a_f_300k_pm and its source;
+      diffusion_length_300k_nm, delta_c_over_c_300k, delta_c_over_c_by_temperature_k,
+      probed_volume_m3, r_total_ohm (Ω) with r_total_assumption; region;
+      scan_offsets_nm_by_temperature_k ([x, y] from drift tracking); maps (one summary per
+      map, also the incomplete ones); monitor_points; exit_status; figures; maps_file.
     """
 
     def __init__(self, figures_directory_for: Callable[[str], Path] | None = None) -> None:
@@ -166,8 +179,11 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
         self._series = dict(doc.get("esm_series") or {})
         self._material = dict(self._series.get("material") or {})
         self._region = dict(self._series.get("region") or {"kind": "largest_grain"})
-        if self._region.get("kind") not in ("largest_grain", "disk"):
-            raise ValueError(f"unknown esm_series region {self._region!r}")
+        kind = self._region.get("kind")
+        if kind not in ("largest_grain", "disk") or (
+            kind == "disk" and not {"center_nm", "radius_nm"} <= set(self._region)
+        ):
+            raise ValueError(f"esm_series region not understood: {self._region!r}")
         self._stage = doc.get("temperature_stage", "temperature_stage")
         self._monitor_stream = doc.get("monitor_stream", "temperature_monitor")
         self._tracking_stream = (
@@ -217,7 +233,10 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
                 m["pixels_x"], m["pixels_y"], m["excitations"], prefix=p
             )
             self._records[index] = _MapRecord([], [])
-            self._first_line_time_s[index] = float(doc["time"])
+            stamps = doc.get("timestamps") or {}  # instrument time, as on the monitor stream
+            self._first_line_time_s[index] = float(
+                stamps.get(f"{self._stage}-temperature_k", doc["time"])
+            )
         assembler = self.assemblers[index]
         assembler.add_row(data[f"{p}-row"], data)
         self._finished.discard(index)
@@ -427,20 +446,24 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
         length_300k_m = diffusion_length_m(d_300k * 1e-4, float(frequency_hz))
         numbers["diffusion_length_300k_nm"] = _json_float(length_300k_m * 1e9)
         energy_for_d = material.get("activation_energy_for_d_kj_mol")
-        numbers["activation_energy_for_d_source"] = "material" if energy_for_d is not None else (
-            "measured_a_f" if np.isfinite(energy_f.kj_mol) else None)
-        if energy_for_d is None:
+        if energy_for_d is not None:
+            numbers["activation_energy_for_d_source"] = "material"
+        elif np.isfinite(energy_f.kj_mol):
             energy_for_d = energy_f.kj_mol
-        if np.isfinite(energy_for_d):
-            for s in used:
-                temperature = s["temperature_k"] or s["setpoint_k"]
-                if s["a_f_pm"] is None or temperature is None:
-                    continue
-                length_m = diffusion_length_m(
-                    diffusion_coefficient_m2_per_s(temperature, d_300k, float(energy_for_d)),
-                    float(frequency_hz))
-                numbers["delta_c_over_c_by_temperature_k"][_key(s["setpoint_k"])] = _json_float(
-                    concentration_swing(s["a_f_pm"], nu, beta, length_m))
+            numbers["activation_energy_for_d_source"] = "measured_a_f"
+        if energy_for_d is not None:
+            numbers["delta_c_over_c_by_temperature_k"] = {
+                _key(s["setpoint_k"]): _json_float(concentration_swing(
+                    s["a_f_pm"], nu, beta,
+                    diffusion_length_m(
+                        diffusion_coefficient_m2_per_s(
+                            s["temperature_k"] or s["setpoint_k"], d_300k, float(energy_for_d)
+                        ),
+                        float(frequency_hz),
+                    ),
+                ))
+                for s in used if s["a_f_pm"] is not None and s["setpoint_k"] is not None
+            }
         if not np.isfinite(a_f_300k_pm):
             return numbers
         delta_c_over_c = concentration_swing(a_f_300k_pm, nu, beta, length_300k_m)

@@ -13,6 +13,12 @@ A boundary line with a short gap lets a grain leak into its neighbours. For the 
 (the single big grain of the paper's temperature series) the leak is cut by a morphological
 opening with a disk whose radius is a fraction of the grain's inscribed radius: necks and
 clusters of small grains narrower than that disk vanish, a roughly round grain survives.
+
+Limits: the thresholds were set on simulator topography (12.5 nm pixels, grooves 1.5 nm deep
+and 10 nm wide, 0.3 nm roughness, a 500 nm grain among 125 nm ones); with half the groove
+depth or 0.5 nm roughness the big grain is still found in ~95 % of random fields. The opening
+trims the ends of a strongly elongated grain, and a "largest grain" only a few times the size
+of the others may be a merged cluster.
 """
 
 from __future__ import annotations
@@ -61,12 +67,14 @@ def level_topography(topography_nm: np.ndarray) -> np.ndarray:
     return heights - (design @ coefficients).reshape(heights.shape)
 
 
-def _robust_score(values: np.ndarray) -> np.ndarray:
-    """(value − median) / (1.4826·MAD): how many typical spreads above the map's median."""
-    median = np.median(values)
-    spread = _MAD_TO_SIGMA * np.median(np.abs(values - median))
+def _robust_score(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(value − median) / (1.4826·MAD) with both taken over the `valid` pixels: how many
+    typical spreads above the map's median."""
+    reference = values[valid] if valid.any() else values.ravel()
+    median = np.median(reference)
+    spread = _MAD_TO_SIGMA * np.median(np.abs(reference - median))
     if spread <= 0:
-        spread = float(np.std(values)) or 1.0
+        spread = float(np.std(reference)) or 1.0
     return (values - median) / spread
 
 
@@ -82,11 +90,11 @@ def boundary_strength(topography_nm: np.ndarray, smoothing_px: float = SMOOTHING
     """Per pixel, the larger of the step score (gradient) and the groove score (curvature),
     in robust spreads above the map's typical value. Missing pixels score +inf."""
     heights = level_topography(topography_nm)
-    step = _robust_score(ndimage.gaussian_gradient_magnitude(heights, smoothing_px))
-    groove = _robust_score(_hessian_largest_eigenvalue(heights, smoothing_px))
-    strength = np.maximum(step, groove)
     _, missing = _filled(topography_nm)
-    return np.where(missing, np.inf, strength)
+    valid = ~ndimage.binary_dilation(missing, iterations=2)  # the filled area is flat, not data
+    step = _robust_score(ndimage.gaussian_gradient_magnitude(heights, smoothing_px), valid)
+    groove = _robust_score(_hessian_largest_eigenvalue(heights, smoothing_px), valid)
+    return np.where(missing, np.inf, np.maximum(step, groove))
 
 
 def grain_boundaries(

@@ -15,6 +15,7 @@ from vegard.analysis.esm_temperature_series import (
     diffusion_length_m,
     total_resistance,
 )
+from vegard.analysis.grains import disk_mask
 from vegard.simulators.esm_sample import EsmSample
 
 R_GAS = 8.314462618
@@ -49,7 +50,8 @@ def surface():
 
 def a_f_grain_pm(temperature_k, energy_kj_mol=E_A_KJ_MOL):
     """a_f ∝ sqrt(D): exp(−E_A/(2RT)), 5 pm at 300 K."""
-    return A_F_300K_PM * math.exp(-energy_kj_mol * 1e3 / (2 * R_GAS) * (1 / temperature_k - 1 / 300))
+    exponent = -energy_kj_mol * 1e3 / (2 * R_GAS) * (1 / temperature_k - 1 / 300)
+    return A_F_300K_PM * math.exp(exponent)
 
 
 def series_maps(surface, temperature_k, rng, shift_nm=(0.0, 0.0), noise_pm=0.3):
@@ -273,7 +275,9 @@ def test_disk_region_follows_the_sample_without_tracking(surface):
     map's topography, stays on the big grain (a fixed disk would reach out of it)."""
     shifts_nm = [(12.5 * i * 0.8, -12.5 * i * 0.5) for i in range(len(SETPOINTS_K))]
     region = {"kind": "disk", "center_nm": [40.0, -30.0], "radius_nm": 190.0}
-    _, grain = surface()
+    _, last_grain = surface(*shifts_nm[-1])
+    fixed_disk = disk_mask((PIXELS, PIXELS), (-400.0, 400.0, -400.0, 400.0), (40.0, -30.0), 190.0)
+    assert (fixed_disk & ~last_grain).sum() > 50  # a disk that stayed put would leave the grain
     result = run(documents(surface, region=region, shifts_nm=shifts_nm, tracking=False)).result
     assert result["activation_energy_kj_mol"] == pytest.approx(E_A_KJ_MOL, abs=0.5)
     last = result["maps"][-1]
@@ -311,3 +315,22 @@ def test_no_figures_without_a_directory(surface, tmp_path):
     result = run(documents(surface, setpoints_k=SETPOINTS_K[:2])).result
     assert result["figures"] == [] and result["maps_file"] is None
     assert not any(tmp_path.iterdir())
+
+
+def test_activation_energy_of_d_from_the_material_sets_the_diffusion_lengths(surface):
+    material = {**MATERIAL, "activation_energy_for_d_kj_mol": 23.0}
+    docs = list(documents(surface, setpoints_k=[250.0, 300.0]))
+    docs[0] = ("start", start_doc(temperatures_k=[250.0, 300.0], material=material))
+    result = run(docs).result
+    assert result["activation_energy_for_d_source"] == "material"
+    temperature_k = 249.8
+    d_m2_per_s = 3e-10 * math.exp(-23e3 / R_GAS * (1 / temperature_k - 1 / 300))
+    length_m = math.sqrt(d_m2_per_s / (2 * math.pi * 250e3))
+    expected = result["a_f_pm_by_temperature_k"]["250"] * 1e-12 / (2 * 1.25 * 0.03 * length_m)
+    assert result["delta_c_over_c_by_temperature_k"]["250"] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("region", [{"kind": "square"}, {"kind": "disk", "radius_nm": 50.0}])
+def test_a_region_not_understood_is_refused_at_start(region):
+    with pytest.raises(ValueError):
+        EsmTemperatureSeriesAnalysis()("start", start_doc(region=region))

@@ -59,7 +59,7 @@ def test_scan_line_offsets_and_missing_lines_do_not_break_it():
 
 
 def test_erosion_keeps_the_mask_away_from_the_boundary():
-    topography, truth = simulated(0)
+    topography, _ = simulated(0)
     wide = largest_grain_mask(topography, erode_px=0)
     narrow = largest_grain_mask(topography, erode_px=3)
     assert narrow.sum() < wide.sum()
