@@ -117,9 +117,30 @@ class EsmMapAssembler:
         return maps
 
 
-def _json_float(value: float) -> float | None:
+def json_float(value: float | None) -> float | None:
+    """Plain float for JSON; NaN, inf and None → None."""
+    if value is None:
+        return None
     value = float(value)
     return value if np.isfinite(value) else None
+
+
+def region_amplitudes(assembler: EsmMapAssembler, mask: np.ndarray) -> dict[str, float | None]:
+    """Means over `mask` of the compensated amplitudes (pm) and of f0 (Hz) and Q."""
+    maps = assembler.compensated()
+    return {
+        "a_f_pm": json_float(region_mean(maps.a_f_pm, mask)),
+        "a_hf_pm": json_float(region_mean(maps.a_hf_pm, mask)),
+        "a_lf_pm": json_float(region_mean(maps.a_lf_pm, mask)),
+        "a_lf_plus_pm": json_float(region_mean(maps.a_lf_plus_pm, mask)),
+        "a_lf_minus_pm": json_float(region_mean(maps.a_lf_minus_pm, mask)),
+        "resonance_frequency_hz": json_float(
+            region_mean(assembler.excitation_mean("resonance_frequency_hz"), mask)
+        ),
+        "quality_factor": json_float(
+            region_mean(assembler.excitation_mean("quality_factor"), mask)
+        ),
+    }
 
 
 def summarise_map(assembler: EsmMapAssembler) -> dict[str, Any]:
@@ -135,24 +156,21 @@ def summarise_map(assembler: EsmMapAssembler) -> dict[str, Any]:
     topography_rms_nm = (
         np.sqrt(np.mean((levelled_nm - levelled_nm.mean()) ** 2)) if levelled_nm.size else np.nan
     )
+    means = region_amplitudes(assembler, fitted)
     return {
-        "a_f_mean_pm": _json_float(region_mean(maps.a_f_pm, fitted)),
-        "a_hf_mean_pm": _json_float(region_mean(maps.a_hf_pm, fitted)),
-        "a_lf_mean_pm": _json_float(region_mean(maps.a_lf_pm, fitted)),
-        "a_lf_plus_mean_pm": _json_float(region_mean(maps.a_lf_plus_pm, fitted)),
-        "a_lf_minus_mean_pm": _json_float(region_mean(maps.a_lf_minus_pm, fitted)),
-        "a_f_std_pm": _json_float(region_std(maps.a_f_pm, fitted)),
-        "resonance_frequency_mean_hz": _json_float(
-            region_mean(assembler.excitation_mean("resonance_frequency_hz"), fitted)
-        ),
-        "quality_factor_mean": _json_float(
-            region_mean(assembler.excitation_mean("quality_factor"), fitted)
-        ),
-        "fit_r_squared_median": _json_float(np.median(r_squared) if r_squared.size else np.nan),
+        "a_f_mean_pm": means["a_f_pm"],
+        "a_hf_mean_pm": means["a_hf_pm"],
+        "a_lf_mean_pm": means["a_lf_pm"],
+        "a_lf_plus_mean_pm": means["a_lf_plus_pm"],
+        "a_lf_minus_mean_pm": means["a_lf_minus_pm"],
+        "a_f_std_pm": json_float(region_std(maps.a_f_pm, fitted)),
+        "resonance_frequency_mean_hz": means["resonance_frequency_hz"],
+        "quality_factor_mean": means["quality_factor"],
+        "fit_r_squared_median": json_float(np.median(r_squared) if r_squared.size else np.nan),
         "pixels": assembler.pixels_x * assembler.pixels_y,
         "pixels_fitted": int(fitted.sum()),
         "lines_recorded": assembler.rows_done,
-        "topography_rms_nm": _json_float(topography_rms_nm),
+        "topography_rms_nm": json_float(topography_rms_nm),
     }
 
 
@@ -240,7 +258,7 @@ class EsmMapAnalysis(DocumentRouter):
             "rows_done": assembler.rows_done,
             "pixels_y": assembler.pixels_y,
             "pixels_fitted": int(fitted.sum()),
-            "a_f_mean_pm": _json_float(region_mean(assembler.compensated().a_f_pm, fitted)),
+            "a_f_mean_pm": json_float(region_mean(assembler.compensated().a_f_pm, fitted)),
         }
 
     def stop(self, doc):

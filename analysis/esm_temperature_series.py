@@ -25,8 +25,8 @@ import numpy as np
 from event_model import DocumentRouter
 
 from .arrhenius import ActivationEnergy, activation_energy_from_sqrt_d
-from .esm_compensation import region_mean, region_std
-from .esm_map import EsmMapAssembler, scan_extent_nm
+from .esm_compensation import region_std
+from .esm_map import EsmMapAssembler, json_float, region_amplitudes, scan_extent_nm
 from .grains import disk_mask, largest_grain_mask, level_topography
 from .image_registration import image_shift_px
 
@@ -99,14 +99,6 @@ def total_resistance(
 
 
 # ------------------------------------------------------------------------------ per-map data
-
-
-def _json_float(value: float | None) -> float | None:
-    """Plain float for JSON; NaN, inf and None → None."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _key(setpoint_k: float) -> str:
@@ -344,37 +336,27 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
         tracking = self._tracking.get(index, {})
         summary = {
             "map_index": index,
-            "setpoint_k": _json_float(self._setpoint_k(index)),
-            "temperature_k": _json_float(_mean(record.sample_temperatures_k)),
-            "temperature_std_k": _json_float(
+            "setpoint_k": json_float(self._setpoint_k(index)),
+            "temperature_k": json_float(_mean(record.sample_temperatures_k)),
+            "temperature_std_k": json_float(
                 np.std(record.sample_temperatures_k) if record.sample_temperatures_k else math.nan
             ),
             "lines_recorded": assembler.rows_done,
             "complete": self._complete(index),
             "region_pixels": int(use.sum()),
-            "a_f_pm": _json_float(region_mean(maps.a_f_pm, use)),
-            "a_f_std_pm": _json_float(a_f_std),
-            "a_f_stderr_pm": _json_float(a_f_std / math.sqrt(use.sum()) if use.sum() else math.nan),
-            "a_hf_pm": _json_float(region_mean(maps.a_hf_pm, use)),
-            "a_lf_pm": _json_float(region_mean(maps.a_lf_pm, use)),
-            "a_lf_plus_pm": _json_float(region_mean(maps.a_lf_plus_pm, use)),
-            "a_lf_minus_pm": _json_float(region_mean(maps.a_lf_minus_pm, use)),
-            "resonance_frequency_hz": _json_float(
-                region_mean(assembler.excitation_mean("resonance_frequency_hz"), use)
-            ),
-            "quality_factor": _json_float(
-                region_mean(assembler.excitation_mean("quality_factor"), use)
-            ),
+            **region_amplitudes(assembler, use),
+            "a_f_std_pm": json_float(a_f_std),
+            "a_f_stderr_pm": json_float(a_f_std / math.sqrt(use.sum()) if use.sum() else math.nan),
             "scan_offset_nm": (
-                [_json_float(tracking.get("offset_x_nm")), _json_float(tracking.get("offset_y_nm"))]
+                [json_float(tracking.get("offset_x_nm")), json_float(tracking.get("offset_y_nm"))]
                 if tracking else None
             ),
-            "tracking_peak_quality": _json_float(tracking.get("peak_quality")),
+            "tracking_peak_quality": json_float(tracking.get("peak_quality")),
             "residual_shift_nm": (
                 None if shift_px is None
-                else [_json_float(shift_px[1] * step_x), _json_float(shift_px[0] * step_y)]
+                else [json_float(shift_px[1] * step_x), json_float(shift_px[0] * step_y)]
             ),
-            "residual_shift_quality": _json_float(quality),
+            "residual_shift_quality": json_float(quality),
         }
         return summary, mask
 
@@ -401,13 +383,13 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
         numbers = {
             "maps_recorded": len(used),
             "temperatures_k": temperatures,
-            "activation_energy_kj_mol": _json_float(energy_f.kj_mol),
-            "activation_energy_stderr_kj_mol": _json_float(energy_f.stderr_kj_mol),
-            "apparent_activation_energy_lf_kj_mol": _json_float(energy_lf.kj_mol),
-            "apparent_activation_energy_lf_stderr_kj_mol": _json_float(energy_lf.stderr_kj_mol),
+            "activation_energy_kj_mol": json_float(energy_f.kj_mol),
+            "activation_energy_stderr_kj_mol": json_float(energy_f.stderr_kj_mol),
+            "apparent_activation_energy_lf_kj_mol": json_float(energy_lf.kj_mol),
+            "apparent_activation_energy_lf_stderr_kj_mol": json_float(energy_lf.stderr_kj_mol),
             "arrhenius_fit_a_f": energy_f.fit.as_dict(),
             "arrhenius_fit_a_lf": energy_lf.fit.as_dict(),
-            "a_hf_variation": _json_float(
+            "a_hf_variation": json_float(
                 np.ptp(a_hf) / np.mean(a_hf) if a_hf.size and np.mean(a_hf) != 0 else math.nan
             ),
         }
@@ -427,7 +409,7 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
         material = self._material
         a_f_300k_pm, source = self._a_f_at_300k(used, energy_f)
         numbers: dict[str, Any] = {
-            "a_f_300k_pm": _json_float(a_f_300k_pm),
+            "a_f_300k_pm": json_float(a_f_300k_pm),
             "a_f_300k_source": source,
             "delta_c_over_c_300k": None,
             "diffusion_length_300k_nm": None,
@@ -444,7 +426,7 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
         nu, beta = float(material["poisson_ratio"]), float(material["vegard_coefficient"])
         d_300k = float(material["diffusion_coefficient_300k_cm2_per_s"])
         length_300k_m = diffusion_length_m(d_300k * 1e-4, float(frequency_hz))
-        numbers["diffusion_length_300k_nm"] = _json_float(length_300k_m * 1e9)
+        numbers["diffusion_length_300k_nm"] = json_float(length_300k_m * 1e9)
         energy_for_d = material.get("activation_energy_for_d_kj_mol")
         if energy_for_d is not None:
             numbers["activation_energy_for_d_source"] = "material"
@@ -453,7 +435,7 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
             numbers["activation_energy_for_d_source"] = "measured_a_f"
         if energy_for_d is not None:
             numbers["delta_c_over_c_by_temperature_k"] = {
-                _key(s["setpoint_k"]): _json_float(concentration_swing(
+                _key(s["setpoint_k"]): json_float(concentration_swing(
                     s["a_f_pm"], nu, beta,
                     diffusion_length_m(
                         diffusion_coefficient_m2_per_s(
@@ -467,7 +449,7 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
         if not np.isfinite(a_f_300k_pm):
             return numbers
         delta_c_over_c = concentration_swing(a_f_300k_pm, nu, beta, length_300k_m)
-        numbers["delta_c_over_c_300k"] = _json_float(delta_c_over_c)
+        numbers["delta_c_over_c_300k"] = json_float(delta_c_over_c)
         c_ion = material.get("mobile_ion_concentration_mol_per_m3")
         if c_ion is None:
             return numbers
@@ -475,8 +457,8 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
             float(self._esm_map["u_ac_v"]), float(frequency_hz), delta_c_over_c, float(c_ion),
             float(material.get("ion_charge_number", 1)), length_300k_m,
         )
-        numbers["probed_volume_m3"] = _json_float(estimate.probed_volume_m3)
-        numbers["r_total_ohm"] = _json_float(estimate.r_total_ohm)
+        numbers["probed_volume_m3"] = json_float(estimate.probed_volume_m3)
+        numbers["r_total_ohm"] = json_float(estimate.r_total_ohm)
         return numbers
 
     def _final_result(self, exit_status: str | None) -> dict[str, Any]:

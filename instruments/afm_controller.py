@@ -70,11 +70,7 @@ class BandExcitationAfmController:
         return self.connection.name
 
     async def connect(self) -> str:
-        await self.connection.open()
-        identity = await self.connection.query("*IDN?")
-        if "BE-AFM" not in identity:
-            raise InstrumentReplyError(self.name, "*IDN?", identity, "a band-excitation AFM")
-        return identity
+        return await self.connection.identify("BE-AFM", "a band-excitation AFM")
 
     async def _floats(self, command: str, count: int) -> list[float]:
         reply = await self.connection.query(command)

@@ -56,11 +56,7 @@ class LakeShore336:
 
     async def connect(self) -> str:
         """Open the channel and check that a 336 answers; returns its identity."""
-        await self.connection.open()
-        identity = await self.connection.query("*IDN?")
-        if "336" not in identity:
-            raise InstrumentReplyError(self.name, "*IDN?", identity, "a LakeShore Model 336")
-        return identity
+        return await self.connection.identify("336", "a LakeShore Model 336")
 
     async def _query_float(self, command: str) -> float:
         reply = await self.connection.query(command)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 
 import numpy as np
@@ -108,17 +110,12 @@ class VisaConnection:
             saved_timeout = resource.timeout
             resource.timeout = int((self.timeout_s + max(extra_timeout_s, 0.0)) * 1000)
             try:
-                resource.write(command)
-                raw = resource.read_binary_values(
-                    datatype="B", container=np.array, header_fmt="ieee", expect_termination=True
-                )
-            except pyvisa.errors.VisaIOError as error:
-                timed_out = error.error_code == pyvisa.constants.StatusCode.error_timeout
-                reason = "no reply (timeout)" if timed_out else str(error)
-                raise InstrumentCommunicationError(self.name, command, reason) from error
-            except (OSError, pyvisa.errors.Error) as error:
-                reason = f"{error or type(error).__name__} (address {self.address})"
-                raise InstrumentCommunicationError(self.name, command, reason) from error
+                with self._errors_named(command):
+                    resource.write(command)
+                    raw = resource.read_binary_values(
+                        datatype="B", container=np.array, header_fmt="ieee",
+                        expect_termination=True,
+                    )
             except ValueError as error:  # a reply that is not a definite-length block
                 raise InstrumentReplyError(
                     self.name, command, str(error)[:80], "an IEEE 488.2 binary block"
@@ -140,18 +137,32 @@ class VisaConnection:
         with self._lock:
             if self._resource is None:
                 raise InstrumentCommunicationError(self.name, command, "not connected")
-            try:
+            with self._errors_named(command):
                 if expect_reply:
                     return self._resource.query(command).strip()
                 self._resource.write(command)
                 return ""
-            except pyvisa.errors.VisaIOError as error:
-                timed_out = error.error_code == pyvisa.constants.StatusCode.error_timeout
-                reason = "no reply (timeout)" if timed_out else str(error)
-                raise InstrumentCommunicationError(self.name, command, reason) from error
-            except (OSError, pyvisa.errors.Error) as error:
-                reason = f"{error or type(error).__name__} (address {self.address})"
-                raise InstrumentCommunicationError(self.name, command, reason) from error
+
+    @contextmanager
+    def _errors_named(self, command: str) -> Iterator[None]:
+        """pyvisa and socket failures as `InstrumentCommunicationError` naming the command."""
+        try:
+            yield
+        except pyvisa.errors.VisaIOError as error:
+            timed_out = error.error_code == pyvisa.constants.StatusCode.error_timeout
+            reason = "no reply (timeout)" if timed_out else str(error)
+            raise InstrumentCommunicationError(self.name, command, reason) from error
+        except (OSError, pyvisa.errors.Error) as error:
+            reason = f"{error or type(error).__name__} (address {self.address})"
+            raise InstrumentCommunicationError(self.name, command, reason) from error
+
+    async def identify(self, must_contain: str, instrument_kind: str) -> str:
+        """Open the channel and check `*IDN?` names the expected instrument."""
+        await self.open()
+        identity = await self.query("*IDN?")
+        if must_contain not in identity:
+            raise InstrumentReplyError(self.name, "*IDN?", identity, instrument_kind)
+        return identity
 
     async def open(self) -> None:
         await asyncio.to_thread(self.open_blocking)
