@@ -49,7 +49,7 @@ def test_shipped_protocol_loads():
         ("settle_tolerance_k: 0.1", "settle_tolerance_k: lots",
          "temperature_stage.settle_tolerance_k = 'lots' is not valid"),
         ("protocol: temperature_steps", "protocol: levitation",
-         "protocol = 'levitation' is not valid: allowed: one of esm_map, temperature_steps"),
+         "protocol = 'levitation' is not valid: allowed: one of esm_map, esm_temperature_series, temperature_steps"),
     ],
 )
 def test_bad_protocol_message_names_file_field_value_and_range(tmp_path, old, new, expected):
@@ -83,3 +83,39 @@ def test_profile_safe_temperature_must_lie_in_stage_range(tmp_path):
     expected = r"sim.yaml: devices.temperature_stage: safe_temperature_k = 500"
     with pytest.raises(ConfigError, match=expected):
         load_profile(path)
+
+
+ESM_MAP = REPOSITORY / "configs/protocols/esm_room_temperature.yaml"
+ESM_SERIES = REPOSITORY / "configs/protocols/esm_temperature_series.yaml"
+
+
+@pytest.mark.parametrize(
+    ("source", "old", "new", "expected"),
+    [
+        (ESM_MAP, "drive_amplitude_v: 1.0", "drive_amplitude_v: 12",
+         "excitation.drive_amplitude_v = 12 is not valid: allowed: value ≤ 10.0"),
+        (ESM_MAP, "band_hz: [80000, 320000]", "band_hz: [320000, 80000]",
+         "band_hz: low edge 320000 Hz must be below high edge 80000 Hz"),
+        (ESM_MAP, "band_hz: [80000, 320000]", "band_hz: [80000, 3000000]",
+         "excitation.band_hz[1] = 3000000 is not valid: allowed: value ≤ 2000000.0"),
+        (ESM_MAP, "pixels: [64, 64]", "pixels: [0, 64]",
+         "map.pixels[0] = 0 is not valid: allowed: value ≥ 1"),
+        (ESM_MAP, "averages: 20", "averages: 20\n  gain: 11",
+         "excitation.gain is not a known field"),
+        (ESM_SERIES, "[250, 275, 300, 325, 350, 375, 400]", "[250, 275, 450]",
+         "temperature_stage.temperatures_k[2] = 450 is not valid: allowed: value ≤ 400.0"),
+        (ESM_SERIES, "[250, 275, 300, 325, 350, 375, 400]", "[300]",
+         "temperature_stage.temperatures_k"),
+        (ESM_SERIES, "region: largest_grain", "region: smallest_grain",
+         "region"),
+        (ESM_SERIES, "size_factor: 1.5", "size_factor: 9",
+         "drift_tracking.size_factor = 9 is not valid: allowed: value ≤ 4.0"),
+    ],
+)
+def test_bad_esm_protocols_name_file_field_value_and_range(tmp_path, source, old, new, expected):
+    path = edited(tmp_path, source, old, new)
+    with pytest.raises(ConfigError) as caught:
+        load_protocol(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert expected in message
