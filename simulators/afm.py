@@ -150,7 +150,7 @@ class AtomicForceMicroscope:
                   "rms noise of the z-feedback height reading"),
         Parameter("line_overhead_s", 0.05, "s", 0.0, 60.0,
                   "flyback and settling time added to every scan line"),
-        Parameter("laser_realignment_gain_spread", 0.02, "1", 0.0, 0.5,
+        Parameter("laser_realignment_gain_spread", 0.01, "1", 0.0, 0.5,
                   "relative rms change of the detection gain at each new map (laser re-aligned)"),
         Parameter("sample_temperature_k", 300.0, "K", 1.0, 1000.0,
                   "sample temperature when the lab has no temperature stage"),
