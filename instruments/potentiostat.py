@@ -1,0 +1,146 @@
+"""The potentiostat of an operando cell as an ophyd-async device.
+
+An operando experiment charges the cell for hours while another instrument images it, so
+the potentiostat is mostly *monitored*: `subscribe()` polls potential, current, charge,
+mode and the cut-off flag on the instrument clock, one exchange per poll, and a plan
+records them as a monitored stream beside the images. `read()` uses the same single
+exchange, so every reading of one event comes from one instant.
+
+Plans start and end techniques through `start_charge`, `hold_potential` and `rest`;
+`stop()` (e.g. on abort) opens the circuit, the cell's safe state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from bluesky.protocols import Reading, Stoppable, Subscribable
+from ophyd_async.core import StandardReadable, StandardReadableFormat
+
+from vegard.clock import WALL_CLOCK, InstrumentClock
+
+from .driver_signal import driver_signal_r, driver_signal_rw
+from .potentiostat_driver import CellMode, CellReading, PotentiostatDriver, SettingOutOfRangeError
+
+logger = logging.getLogger(__name__)
+
+
+def c_rate_current_a(c_rate: float, *, active_mass_mg: float,
+                     capacity_mah_per_g: float = 147.0) -> float:
+    """The current of a C-rate for an electrode (C/15 → `c_rate=1/15`: full charge in 15 h)."""
+    return c_rate * active_mass_mg * capacity_mah_per_g * 1e-6
+
+
+class Potentiostat(StandardReadable, Subscribable, Stoppable):
+    """Potential, current, charge and technique of one cell channel."""
+
+    def __init__(
+        self,
+        driver: PotentiostatDriver,
+        *,
+        clock: InstrumentClock = WALL_CLOCK,
+        poll_period_s: float = 10.0,
+        name: str = "",
+    ) -> None:
+        self.driver = driver
+        self.clock = clock
+        self.poll_period_s = poll_period_s
+        self._connected = False
+        self._connect_lock = asyncio.Lock()
+        self._monitors: dict[Callable, asyncio.Task] = {}
+
+        address = driver.connection.address
+        common = {"connect": self._connect_driver, "clock": clock}
+
+        def source(command: str) -> str:
+            return f"{address}#{command}"
+
+        with self.add_children_as_readables(StandardReadableFormat.HINTED_UNCACHED_SIGNAL):
+            self.potential_v = driver_signal_r(
+                float, driver.potential_v, units="V", source=source("MEAS:VOLT?"), **common)
+            self.current_a = driver_signal_r(
+                float, driver.current_a, units="A", source=source("MEAS:CURR?"), **common)
+            self.charge_mah = driver_signal_r(
+                float, driver.charge_mah, units="mAh", source=source("MEAS:CHAR?"), **common)
+        with self.add_children_as_readables(StandardReadableFormat.UNCACHED_SIGNAL):
+            self.mode = driver_signal_r(CellMode, driver.mode, source=source("MODE?"), **common)
+            self.limit_reached = driver_signal_r(
+                bool, driver.limit_reached, source=source("STAT:LIM?"), **common)
+        with self.add_children_as_readables(StandardReadableFormat.CONFIG_SIGNAL):
+            self.voltage_limit_v = driver_signal_rw(
+                float, driver.voltage_limit_v, driver.set_voltage_limit_v, units="V",
+                source=source("VLIM"), **common)
+            self.current_setpoint_a = driver_signal_rw(
+                float, driver.current_setpoint_a, driver.set_current_setpoint_a, units="A",
+                source=source("CURR"), **common)
+            self.potential_setpoint_v = driver_signal_rw(
+                float, driver.potential_setpoint_v, driver.set_potential_setpoint_v, units="V",
+                source=source("VOLT"), **common)
+        super().__init__(name=name)
+
+    async def _connect_driver(self, timeout: float) -> None:
+        async with self._connect_lock:
+            if not self._connected:
+                await asyncio.wait_for(self.driver.connect(), timeout)
+                self._connected = True
+
+    # ------------------------------------------------------------------ techniques
+
+    async def start_charge(self, current_a: float, voltage_limit_v: float) -> None:
+        """Galvanostatic charge at `current_a` (> 0) until the potential reaches the limit."""
+        if not current_a > 0:
+            raise SettingOutOfRangeError(
+                f"{self.name}: a charge needs a positive current, got {current_a:g} A")
+        await self.driver.start_galvanostatic(current_a, voltage_limit_v)
+
+    async def hold_potential(self, potential_v: float) -> None:
+        await self.driver.hold_potential(potential_v)
+
+    async def rest(self) -> CellReading:
+        """Open circuit, confirmed by the instrument (mode REST, zero current)."""
+        return await self.driver.rest()
+
+    async def stop(self, success: bool = False) -> None:
+        """Open the circuit: whatever was running, the cell is left at rest."""
+        await self.rest()
+
+    # ------------------------------------------------------------------ reading
+
+    async def read(self) -> dict[str, Reading]:
+        """All readings from one `MEAS:ALL?;STAT:LIM?` exchange, stamped on the instrument clock."""
+        cell = await self.driver.read_all()
+        stamp_s = self.clock.now()
+        values = {
+            self.potential_v: cell.potential_v,
+            self.current_a: cell.current_a,
+            self.charge_mah: cell.charge_mah,
+            self.mode: cell.mode,
+            self.limit_reached: cell.limit_reached,
+        }
+        return {
+            signal.name: Reading(value=value, timestamp=stamp_s, alarm_severity=0)
+            for signal, value in values.items()
+        }
+
+    def subscribe(self, function: Callable[[dict[str, Reading]], None]) -> None:
+        """Poll all readings on the instrument clock and pass them to `function`."""
+
+        async def poll() -> None:
+            next_poll_s = self.clock.now()
+            while True:
+                try:
+                    function(await self.read())
+                except Exception as error:  # a missed monitor point must not end the run
+                    logger.warning("%s: monitor reading failed: %s", self.name, error)
+                # fixed rate: the time a read takes on the wire is not added to the period
+                next_poll_s = max(next_poll_s + self.poll_period_s, self.clock.now())
+                await self.clock.sleep(next_poll_s - self.clock.now())
+
+        self._monitors[function] = asyncio.get_running_loop().create_task(poll())
+
+    def clear_sub(self, function: Callable[[dict[str, Reading]], None]) -> None:
+        task = self._monitors.pop(function, None)
+        if task is not None:
+            task.cancel()

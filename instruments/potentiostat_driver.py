@@ -1,0 +1,226 @@
+"""Driver for a one-channel potentiostat (vegard's SCPI-shaped command set; see the emulator).
+
+Setpoints are checked against the instrument's ranges before anything is sent, and every
+setting is followed by `SYST:ERR?`, so a refused command is an error here rather than a
+charge that silently never started. Every reply is parsed strictly: one that is not what
+the command promises raises `InstrumentReplyError` naming the instrument, command and reply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ophyd_async.core import StrictEnum
+
+from .replies import parse_float, parse_floats, parse_ints
+from .visa_connection import InstrumentCommunicationError, InstrumentReplyError
+
+CURRENT_RANGE_A = (-0.1, 0.1)
+POTENTIAL_RANGE_V = (0.0, 5.5)
+
+
+class CellMode(StrictEnum):
+    """What the potentiostat does to the cell."""
+
+    REST = "rest"
+    GALVANOSTATIC = "galvanostatic"
+    POTENTIOSTATIC = "potentiostatic"
+
+
+_MODE_TOKENS = {CellMode.REST: "REST", CellMode.GALVANOSTATIC: "GALV",
+                CellMode.POTENTIOSTATIC: "POT"}
+_MODES_BY_TOKEN = {token: mode for mode, token in _MODE_TOKENS.items()}
+_MODES_BY_CODE = {0: CellMode.REST, 1: CellMode.GALVANOSTATIC, 2: CellMode.POTENTIOSTATIC}
+_READ_ALL = "MEAS:ALL?;STAT:LIM?"
+
+
+class SettingOutOfRangeError(ValueError):
+    """A setpoint outside the potentiostat's range; refused before it is sent."""
+
+
+class TextConnection(Protocol):
+    """What the driver needs of a connection (`SerialConnection` or `VisaConnection`)."""
+
+    name: str
+
+    @property
+    def address(self) -> str: ...
+
+    async def identify(self, must_contain: str, instrument_kind: str) -> str: ...
+
+    async def query(self, command: str) -> str: ...
+
+    async def write(self, command: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class CellReading:
+    """One `MEAS:ALL?;STAT:LIM?` exchange: everything the monitor records, at one instant."""
+
+    potential_v: float
+    current_a: float
+    charge_mah: float
+    mode: CellMode
+    limit_reached: bool
+
+
+class PotentiostatDriver:
+    """Techniques (rest, constant current with cut-off, potential hold) and measurements."""
+
+    def __init__(self, connection: TextConnection) -> None:
+        self.connection = connection
+
+    @property
+    def name(self) -> str:
+        return self.connection.name
+
+    async def connect(self) -> str:
+        """Open the channel and check that a potentiostat answers; returns its identity."""
+        return await self.connection.identify("POTENTIOSTAT", "a potentiostat")
+
+    # ------------------------------------------------------------------ parsing
+
+    async def _query_float(self, command: str) -> float:
+        reply = await self.connection.query(command)
+        return parse_float(reply, instrument=self.name, command=command)
+
+    async def _query_flag(self, command: str) -> bool:
+        reply = await self.connection.query(command)
+        return self._flag(reply, command)
+
+    def _flag(self, reply: str, command: str) -> bool:
+        (value,) = parse_ints(reply, 1, instrument=self.name, command=command)
+        if value not in (0, 1):
+            raise InstrumentReplyError(self.name, command, reply, "0 or 1")
+        return bool(value)
+
+    async def _write_checked(self, command: str) -> None:
+        """Send a setting, then read the error queue: a refusal raises, naming the command."""
+        await self.connection.write(command)
+        reply = await self.connection.query("SYST:ERR?")
+        code_text = reply.partition(",")[0]
+        try:
+            code = int(code_text)
+        except ValueError:
+            raise InstrumentReplyError(
+                self.name, f"SYST:ERR? (after {command})", reply, "an error-queue entry"
+            ) from None
+        if code != 0:
+            raise InstrumentCommunicationError(self.name, command, f"refused: {reply}")
+
+    # ------------------------------------------------------------------ measurements
+
+    async def potential_v(self) -> float:
+        return await self._query_float("MEAS:VOLT?")
+
+    async def current_a(self) -> float:
+        return await self._query_float("MEAS:CURR?")
+
+    async def charge_mah(self) -> float:
+        return await self._query_float("MEAS:CHAR?")
+
+    async def limit_reached(self) -> bool:
+        return await self._query_flag("STAT:LIM?")
+
+    async def read_all(self) -> CellReading:
+        """Potential, current, charge, mode and limit flag in one exchange."""
+        reply = await self.connection.query(_READ_ALL)
+        measured, separator, limit_text = reply.partition(";")
+        if not separator:
+            raise InstrumentReplyError(self.name, _READ_ALL, reply, "two ';'-separated replies")
+        potential_v, current_a, charge_mah, code = parse_floats(
+            measured, 4, instrument=self.name, command=_READ_ALL)
+        if code not in _MODES_BY_CODE:
+            raise InstrumentReplyError(self.name, _READ_ALL, reply, "a mode code 0, 1 or 2")
+        return CellReading(
+            potential_v=potential_v, current_a=current_a, charge_mah=charge_mah,
+            mode=_MODES_BY_CODE[int(code)], limit_reached=self._flag(limit_text, _READ_ALL),
+        )
+
+    # ------------------------------------------------------------------ settings
+
+    async def mode(self) -> CellMode:
+        reply = await self.connection.query("MODE?")
+        if reply not in _MODES_BY_TOKEN:
+            raise InstrumentReplyError(self.name, "MODE?", reply, "REST, GALV or POT")
+        return _MODES_BY_TOKEN[reply]
+
+    async def set_mode(self, mode: CellMode) -> None:
+        await self._write_checked(f"MODE {_MODE_TOKENS[CellMode(mode)]}")
+
+    async def output_on(self) -> bool:
+        return await self._query_flag("OUTP?")
+
+    async def set_output(self, on: bool) -> None:
+        await self._write_checked(f"OUTP {int(bool(on))}")
+
+    async def current_setpoint_a(self) -> float:
+        return await self._query_float("CURR?")
+
+    async def set_current_setpoint_a(self, current_a: float) -> None:
+        self._check_current(current_a)
+        await self._write_checked(f"CURR {current_a:.6e}")
+
+    async def voltage_limit_v(self) -> float:
+        return await self._query_float("VLIM?")
+
+    async def set_voltage_limit_v(self, potential_v: float) -> None:
+        self._check_potential(potential_v, "voltage limit")
+        await self._write_checked(f"VLIM {potential_v:.6f}")
+
+    async def potential_setpoint_v(self) -> float:
+        return await self._query_float("VOLT?")
+
+    async def set_potential_setpoint_v(self, potential_v: float) -> None:
+        self._check_potential(potential_v, "potential setpoint")
+        await self._write_checked(f"VOLT {potential_v:.6f}")
+
+    def _check_current(self, current_a: float) -> None:
+        low, high = CURRENT_RANGE_A
+        if not low <= current_a <= high:
+            raise SettingOutOfRangeError(
+                f"{self.name}: current {current_a:g} A is outside {low:g} to {high:g} A")
+
+    def _check_potential(self, potential_v: float, what: str) -> None:
+        low, high = POTENTIAL_RANGE_V
+        if not low <= potential_v <= high:
+            raise SettingOutOfRangeError(
+                f"{self.name}: {what} {potential_v:g} V is outside {low:g} to {high:g} V")
+
+    # ------------------------------------------------------------------ techniques
+
+    async def start_galvanostatic(self, current_a: float, voltage_limit_v: float) -> None:
+        """Constant current (positive = charge) until the potential reaches the limit."""
+        self._check_current(current_a)
+        self._check_potential(voltage_limit_v, "voltage limit")
+        await self._write_checked(f"CURR {current_a:.6e};VLIM {voltage_limit_v:.6f}")
+        await self._write_checked("MODE GALV")
+        await self._expect_mode(CellMode.GALVANOSTATIC, "MODE GALV")
+
+    async def hold_potential(self, potential_v: float) -> None:
+        """Hold the potential; the current follows (within the instrument's compliance)."""
+        self._check_potential(potential_v, "potential setpoint")
+        await self._write_checked(f"VOLT {potential_v:.6f}")
+        await self._write_checked("MODE POT")
+        await self._expect_mode(CellMode.POTENTIOSTATIC, "MODE POT")
+
+    async def rest(self) -> CellReading:
+        """The safe state, open circuit; raises unless the channel confirms REST and 0 A."""
+        await self._write_checked("OUTP 0")
+        reading = await self.read_all()
+        if reading.mode is not CellMode.REST or reading.current_a != 0.0:
+            raise InstrumentCommunicationError(
+                self.name, "OUTP 0",
+                f"cell not at open circuit afterwards (mode {reading.mode.value}, "
+                f"current {reading.current_a:g} A)")
+        return reading
+
+    async def _expect_mode(self, expected: CellMode, command: str) -> None:
+        mode = await self.mode()
+        if mode is expected:
+            return
+        reason = f"channel reports {mode.value}, not {expected.value}"
+        if expected is CellMode.GALVANOSTATIC and await self.limit_reached():
+            reason += " (the potential was already past the voltage limit)"
+        raise InstrumentCommunicationError(self.name, command, reason)
