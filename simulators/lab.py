@@ -21,7 +21,9 @@ from vegard.clock import InstrumentClock
 from .afm import AtomicForceMicroscope
 from .afm_controller import AfmController
 from .lakeshore336 import LakeShore336
+from .lmno_cell import LmnoCell
 from .parameters import Parameter, resolve_parameters
+from .potentiostat import PotentiostatEmulator
 from .scpi_server import Instrument, ScpiServer
 from .temperature_stage import TemperatureStage
 
@@ -41,6 +43,8 @@ class SimulatorKind:
     model: type
     emulator: type[Instrument]
     peers: tuple[str, ...] = ()
+    serial: bool = False
+    """Reached like a serial-line instrument (pyserial `socket://` URL), not over VISA."""
 
 
 SIMULATORS: dict[str, SimulatorKind] = {
@@ -48,6 +52,7 @@ SIMULATORS: dict[str, SimulatorKind] = {
     "afm": SimulatorKind(
         model=AtomicForceMicroscope, emulator=AfmController, peers=("temperature_stage",)
     ),
+    "potentiostat": SimulatorKind(model=LmnoCell, emulator=PotentiostatEmulator, serial=True),
 }
 """Instrument name (as in profiles) → how to simulate it."""
 
@@ -124,8 +129,11 @@ class SimulatedLab:
 
     @property
     def addresses(self) -> dict[str, str]:
-        """Instrument name → VISA address (once started)."""
-        return {name: server.visa_address for name, server in self._servers.items()}
+        """Instrument name → address a driver opens (VISA, or `socket://` for serial ones)."""
+        return {
+            name: server.serial_url if SIMULATORS[name].serial else server.visa_address
+            for name, server in self._servers.items()
+        }
 
     def ground_truth(self) -> dict[str, dict[str, Any]]:
         return {name: model.ground_truth() for name, model in self.models.items()}

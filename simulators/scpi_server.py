@@ -324,6 +324,11 @@ class ScpiServer:
         return f"TCPIP0::{self.host}::{self.port}::SOCKET"
 
     @property
+    def serial_url(self) -> str:
+        """The pyserial URL of this server, for instruments that sit on a serial line."""
+        return f"socket://{self.host}:{self.port}"
+
+    @property
     def running(self) -> bool:
         return self._server is not None
 

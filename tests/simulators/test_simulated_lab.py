@@ -130,3 +130,21 @@ def test_serve_forever_prints_addresses_and_stops_cleanly() -> None:
     for port in (control_port, int(lines["temperature_stage"].split("::")[2])):
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=1.0)
+
+
+def test_serial_line_instruments_are_reached_by_a_pyserial_url(lab) -> None:
+    import asyncio
+
+    from vegard.instruments.serial_connection import SerialConnection
+
+    address = lab.addresses["potentiostat"]
+    assert address.startswith("socket://127.0.0.1:")
+    connection = SerialConnection(address, name="potentiostat")
+
+    async def identity():
+        try:
+            return await connection.identify("SIM-POTENTIOSTAT", "a potentiostat")
+        finally:
+            connection.close()
+
+    assert "POTENTIOSTAT" in asyncio.run(identity())

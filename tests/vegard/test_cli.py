@@ -162,7 +162,8 @@ def test_run_against_simulators_served_by_another_process(tmp_path):
     served_profile.write_text(SIM_PROFILE.read_text()
                               .replace("control_port: 53399", "control_port: 0")
                               .replace("temperature_stage: 53336", "temperature_stage: 0")
-                              .replace("afm: 53337", "afm: 0"))
+                              .replace("afm: 53337", "afm: 0")
+                              .replace("potentiostat: 53338", "potentiostat: 0"))
     server = subprocess.Popen(
         [sys.executable, "-m", "vegard.cli", "sim", "serve", "--profile", str(served_profile)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
