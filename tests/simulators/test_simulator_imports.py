@@ -9,7 +9,7 @@ from pathlib import Path
 import vegard.simulators
 
 ALLOWED_THIRD_PARTY = {"numpy", "scipy"}
-ALLOWED_PROJECT = {"vegard.clock"}
+ALLOWED_PROJECT = {"vegard.clock", "vegard.diffraction_geometry"}
 
 
 def imported_modules(path: Path) -> set[str]:
