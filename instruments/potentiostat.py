@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 from bluesky.protocols import Reading, Stoppable, Subscribable
 from ophyd_async.core import StandardReadable, StandardReadableFormat
@@ -22,6 +21,7 @@ from ophyd_async.core import StandardReadable, StandardReadableFormat
 from vegard.clock import WALL_CLOCK, InstrumentClock
 
 from .driver_signal import driver_signal_r, driver_signal_rw
+from .polled_monitor import PolledMonitor
 from .potentiostat_driver import CellMode, CellReading, PotentiostatDriver, SettingOutOfRangeError
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def c_rate_current_a(c_rate: float, *, active_mass_mg: float,
     return c_rate * active_mass_mg * capacity_mah_per_g * 1e-6
 
 
-class Potentiostat(StandardReadable, Subscribable, Stoppable):
+class Potentiostat(PolledMonitor, StandardReadable, Subscribable, Stoppable):
     """Potential, current, charge and technique of one cell channel."""
 
     def __init__(
@@ -49,7 +49,6 @@ class Potentiostat(StandardReadable, Subscribable, Stoppable):
         self.poll_period_s = poll_period_s
         self._connected = False
         self._connect_lock = asyncio.Lock()
-        self._monitors: dict[Callable, asyncio.Task] = {}
 
         address = driver.connection.address
         common = {"connect": self._connect_driver, "clock": clock}
@@ -124,23 +123,3 @@ class Potentiostat(StandardReadable, Subscribable, Stoppable):
             for signal, value in values.items()
         }
 
-    def subscribe(self, function: Callable[[dict[str, Reading]], None]) -> None:
-        """Poll all readings on the instrument clock and pass them to `function`."""
-
-        async def poll() -> None:
-            next_poll_s = self.clock.now()
-            while True:
-                try:
-                    function(await self.read())
-                except Exception as error:  # a missed monitor point must not end the run
-                    logger.warning("%s: monitor reading failed: %s", self.name, error)
-                # fixed rate: the time a read takes on the wire is not added to the period
-                next_poll_s = max(next_poll_s + self.poll_period_s, self.clock.now())
-                await self.clock.sleep(next_poll_s - self.clock.now())
-
-        self._monitors[function] = asyncio.get_running_loop().create_task(poll())
-
-    def clear_sub(self, function: Callable[[dict[str, Reading]], None]) -> None:
-        task = self._monitors.pop(function, None)
-        if task is not None:
-            task.cancel()

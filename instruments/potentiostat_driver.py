@@ -13,8 +13,8 @@ from typing import Protocol
 
 from ophyd_async.core import StrictEnum
 
+from .errors import InstrumentCommunicationError, InstrumentReplyError
 from .replies import parse_float, parse_floats, parse_ints
-from .visa_connection import InstrumentCommunicationError, InstrumentReplyError
 
 CURRENT_RANGE_A = (-0.1, 0.1)
 POTENTIAL_RANGE_V = (0.0, 5.5)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from .visa_connection import InstrumentReplyError
+from .errors import InstrumentReplyError
 
 
 def parse_float(reply: str, *, instrument: str, command: str) -> float:

@@ -13,19 +13,19 @@ worker thread so a slow instrument never blocks the RunEngine's event loop.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import serial
 
-from .visa_connection import InstrumentCommunicationError, InstrumentReplyError
+from .errors import InstrumentCommunicationError, InstrumentReplyError
+from .line_channel import LineChannel
 
 TIMEOUT_REASON = "no reply (timeout)"
 
 
-class SerialConnection:
+class SerialConnection(LineChannel):
     """One instrument's line-terminated text channel on a serial port or a pyserial URL."""
 
     def __init__(
@@ -121,19 +121,5 @@ class SerialConnection:
             reason = f"{error or type(error).__name__} (port {self.url})"
             raise InstrumentCommunicationError(self.name, command, reason) from error
 
-    async def identify(self, must_contain: str, instrument_kind: str) -> str:
-        """Open the channel and check `*IDN?` names the expected instrument."""
-        await self.open()
-        identity = await self.query("*IDN?")
-        if must_contain not in identity:
-            raise InstrumentReplyError(self.name, "*IDN?", identity, instrument_kind)
-        return identity
 
-    async def open(self) -> None:
-        await asyncio.to_thread(self.open_blocking)
 
-    async def query(self, command: str) -> str:
-        return await asyncio.to_thread(self.query_blocking, command)
-
-    async def write(self, command: str) -> None:
-        await asyncio.to_thread(self.write_blocking, command)

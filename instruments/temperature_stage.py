@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from bluesky.protocols import Reading, Stoppable, Subscribable
+from bluesky.protocols import Stoppable, Subscribable
 from ophyd_async.core import (
     StandardReadable,
     StandardReadableFormat,
@@ -31,6 +30,7 @@ from vegard.clock import WALL_CLOCK, InstrumentClock
 
 from .driver_signal import driver_signal_r, driver_signal_rw
 from .lakeshore336 import HeaterRange, LakeShore336
+from .polled_monitor import PolledMonitor
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class SettleWindow:
         return 0.0 if self.in_band_since_s is None else now_s - self.in_band_since_s
 
 
-class TemperatureStage(StandardReadable, Subscribable, Stoppable):
+class TemperatureStage(PolledMonitor, StandardReadable, Subscribable, Stoppable):
     """Control temperature, sample temperature, heater output, setpoint and ramp."""
 
     def __init__(
@@ -87,7 +87,6 @@ class TemperatureStage(StandardReadable, Subscribable, Stoppable):
         self.settle_timeout_s = settle_timeout_s
         self._connected = False
         self._connect_lock = asyncio.Lock()
-        self._monitors: dict[Callable, asyncio.Task] = {}
         self._stop_requested = False
         self._settle_window: SettleWindow | None = None
 
@@ -186,23 +185,3 @@ class TemperatureStage(StandardReadable, Subscribable, Stoppable):
         """Stop waiting for a settle; the controller keeps its last setpoint."""
         self._stop_requested = True
 
-    def subscribe(self, function: Callable[[dict[str, Reading]], None]) -> None:
-        """Poll all readings on the instrument clock and pass them to `function`."""
-
-        async def poll() -> None:
-            next_poll_s = self.clock.now()
-            while True:
-                try:
-                    function(await self.read())
-                except Exception as error:  # a missed monitor point must not end the run
-                    logger.warning("%s: monitor reading failed: %s", self.name, error)
-                # fixed rate: the time a read takes on the wire is not added to the period
-                next_poll_s = max(next_poll_s + self.poll_period_s, self.clock.now())
-                await self.clock.sleep(next_poll_s - self.clock.now())
-
-        self._monitors[function] = asyncio.get_running_loop().create_task(poll())
-
-    def clear_sub(self, function: Callable[[dict[str, Reading]], None]) -> None:
-        task = self._monitors.pop(function, None)
-        if task is not None:
-            task.cancel()

@@ -19,23 +19,8 @@ import numpy as np
 import pyvisa
 import pyvisa.errors
 
-
-class InstrumentCommunicationError(RuntimeError):
-    """An exchange with an instrument failed; the message says which and why."""
-
-    def __init__(self, instrument: str, command: str, reason: str) -> None:
-        self.instrument = instrument
-        self.command = command
-        self.reason = reason
-        super().__init__(f"{instrument}: {command!r} failed: {reason}")
-
-
-class InstrumentReplyError(InstrumentCommunicationError):
-    """An instrument answered, but not with what the command promises."""
-
-    def __init__(self, instrument: str, command: str, reply: str, expected: str) -> None:
-        self.reply = reply
-        super().__init__(instrument, command, f"reply {reply!r} is not {expected}")
+from .errors import InstrumentCommunicationError, InstrumentReplyError
+from .line_channel import LineChannel
 
 
 @cache
@@ -43,7 +28,7 @@ def _resource_manager() -> pyvisa.ResourceManager:
     return pyvisa.ResourceManager("@py")
 
 
-class VisaConnection:
+class VisaConnection(LineChannel):
     """One instrument's line-terminated text channel."""
 
     def __init__(
@@ -156,19 +141,7 @@ class VisaConnection:
             reason = f"{error or type(error).__name__} (address {self.address})"
             raise InstrumentCommunicationError(self.name, command, reason) from error
 
-    async def identify(self, must_contain: str, instrument_kind: str) -> str:
-        """Open the channel and check `*IDN?` names the expected instrument."""
-        await self.open()
-        identity = await self.query("*IDN?")
-        if must_contain not in identity:
-            raise InstrumentReplyError(self.name, "*IDN?", identity, instrument_kind)
-        return identity
 
-    async def open(self) -> None:
-        await asyncio.to_thread(self.open_blocking)
-
-    async def query(self, command: str) -> str:
-        return await asyncio.to_thread(self.query_blocking, command)
 
     async def query_block(
         self, command: str, dtype: np.dtype | str, *, extra_timeout_s: float = 0.0
@@ -177,5 +150,3 @@ class VisaConnection:
             self.query_block_blocking, command, dtype, extra_timeout_s=extra_timeout_s
         )
 
-    async def write(self, command: str) -> None:
-        await asyncio.to_thread(self.write_blocking, command)
