@@ -8,7 +8,7 @@ from pathlib import Path
 
 import vegard.simulators
 
-ALLOWED_THIRD_PARTY = {"numpy", "scipy"}
+ALLOWED_THIRD_PARTY = {"numpy", "scipy", "caproto"}
 ALLOWED_PROJECT = {"vegard.clock", "vegard.diffraction_geometry"}
 
 

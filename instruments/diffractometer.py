@@ -1,0 +1,69 @@
+"""The SXDM diffractometer as an ophyd-async device of EPICS motor records (Channel Access).
+
+Each axis is an `ophyd_async.epics.motor.Motor`, so moves use the motor record's
+own protocol: `set()` checks the soft limits before anything is written (a
+violation raises `MotorLimitsError` naming the axis and its limits), then puts
+VAL with completion, which the record gives back only when the axis is done
+(DMOV=1). Stopping writes STOP.
+
+Reading timestamps are what Channel Access delivers: the IOC's time of the
+record's last update, not the time the client received it. A real IOC stamps
+with its own (NTP) wall clock; the simulated IOC stamps with the instrument
+clock, so dry-run readings carry instrument time like every other device here.
+
+Which server the client finds is set by the environment (EPICS_CA_ADDR_LIST,
+EPICS_CA_AUTO_ADDR_LIST), read by libca when the process creates its first
+channel; the simulated IOC's `ca_address_env()` gives the values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ophyd_async.core import StandardReadable, wait_for_value
+from ophyd_async.epics.motor import Motor
+
+MOTOR_PV_SUFFIXES: dict[str, str] = {
+    "sample_x_um": "SAMX",
+    "sample_y_um": "SAMY",
+    "eta_deg": "ETA",
+    "phi_deg": "PHI",
+    "nu_deg": "NU",
+    "delta_deg": "DELTA",
+    "energy_ev": "ENERGY",
+}
+"""Record name of each axis after the diffractometer's PV prefix (the beamline's naming)."""
+
+PARK_TIMEOUT_S = 10.0
+
+
+class Diffractometer(StandardReadable):
+    """Sample piezo x/y (µm), eta, phi, nu, delta (deg) and the X-ray energy (eV)."""
+
+    def __init__(self, prefix: str, name: str = "") -> None:
+        with self.add_children_as_readables():
+            self.sample_x_um = Motor(prefix + MOTOR_PV_SUFFIXES["sample_x_um"])
+            self.sample_y_um = Motor(prefix + MOTOR_PV_SUFFIXES["sample_y_um"])
+            self.eta_deg = Motor(prefix + MOTOR_PV_SUFFIXES["eta_deg"])
+            self.phi_deg = Motor(prefix + MOTOR_PV_SUFFIXES["phi_deg"])
+            self.nu_deg = Motor(prefix + MOTOR_PV_SUFFIXES["nu_deg"])
+            self.delta_deg = Motor(prefix + MOTOR_PV_SUFFIXES["delta_deg"])
+            self.energy_ev = Motor(prefix + MOTOR_PV_SUFFIXES["energy_ev"])
+        super().__init__(name=name)
+
+    @property
+    def motors(self) -> dict[str, Motor]:
+        """Every axis by its child name."""
+        return {name: getattr(self, name) for name in MOTOR_PV_SUFFIXES}
+
+    async def safe_park(self, timeout_s: float = PARK_TIMEOUT_S) -> None:
+        """Stop every axis and return once all report done (DMOV=1).
+
+        For a plan's failure path: whatever was moving is halted where it is; a
+        `set()` still in progress fails (it did not reach its target).
+        """
+        motors = self.motors.values()
+        await asyncio.gather(*(motor.stop(success=False) for motor in motors))
+        await asyncio.gather(
+            *(wait_for_value(motor.motor_done_move, 1, timeout=timeout_s) for motor in motors)
+        )

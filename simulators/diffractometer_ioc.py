@@ -1,0 +1,615 @@
+"""A simulated EPICS IOC serving the SXDM diffractometer's motors as motor records.
+
+Beamlines drive their motors through EPICS motor records over Channel Access, so
+the simulator does the same: a caproto server on 127.0.0.1 serves one motor
+record per axis (sample piezo x/y, eta, phi, nu, delta, X-ray energy), and the
+ophyd-async `Motor` talks to it through libca exactly as it would at the beamline.
+
+Motion runs on the `InstrumentClock`: a move of distance d takes d/VELO (plus
+the acceleration ramps) of *instrument* time, so with a sped-up clock a dry run's
+moves are quick while their recorded durations and timestamps stay realistic.
+Readback fields are stamped with instrument time, which is what CA hands the
+client as the reading's timestamp.
+
+Motor-record behaviour kept (what ophyd-async can observe): a put to VAL
+completes (put-callback) only when the move is done; DMOV goes 0→1 and MOVN
+1→0 at the end; RBV follows a trapezoidal velocity profile at 10 Hz of
+instrument time; a target outside the soft limits is refused the way the record
+refuses it (LVIO=1, VAL kept, no motion, the put still completes); STOP
+halts the axis where it is and sets VAL to that position; VELO is clamped to VMAX;
+user and dial limits stay equal (OFF=0, DIR=Pos). Not simulated: offsets and
+Set mode (puts to OFF/FOFF/SET other than the defaults fail), SPMG, backlash,
+retries, limit switches, homing, encoders.
+
+Finding the server without broadcast: a CA client searches by UDP datagrams to
+each address of EPICS_CA_ADDR_LIST (`host:port` entries allowed); the search
+reply carries the server's TCP port. So the IOC binds its UDP search socket to
+127.0.0.1 on one port (free, checked exclusive so no other server shares it) and
+`ca_address_env()` gives the client that one address with the automatic
+(broadcast) list switched off. libca reads these variables once per CA context,
+when the first channel is created; caproto's clients read them at every search.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from caproto import SkipWrite
+from caproto.asyncio.server import Context
+from caproto.server import PVGroup, pvproperty
+from caproto.server import common as caproto_server
+
+from vegard.clock import InstrumentClock
+
+LOG = logging.getLogger(__name__)
+
+LOOPBACK_HOST = "127.0.0.1"
+READBACK_PERIOD_S = 0.1
+"""Instrument seconds between readback updates while moving (a motor record's 10 Hz poll)."""
+MIN_WALL_TICK_S = 0.02
+"""Shortest wall-clock period of readback updates. Every moving axis publishes on the
+same wall-clock tick, so the server sees bursts with quiet gaps: caproto batches
+monitor updates that keep arriving within 10 ms of each other with a latency that
+doubles up to 1 s, which would make a fast clock's 2 kHz updates arrive late."""
+START_TIMEOUT_S = 5.0
+MONITOR_MAX_LATENCY_S = 0.02
+"""Longest caproto may hold monitor updates to batch them. Its default lets the hold
+double up to 1 s while updates keep coming within 10 ms of each other (moves in
+quick succession do that), so DMOV/RBV monitors would arrive up to a second late;
+a real IOC sends them at once. Tunable in caproto by CAPROTO_SERVER_MAX_LATENCY_SEC,
+which, when set, is left alone."""
+
+
+@dataclass(frozen=True)
+class MotorSpec:
+    """One axis: its PV name, units, soft limits and motion parameters (motor-record fields)."""
+
+    name: str
+    """Physical name with units, the same as the ophyd-async device's child."""
+    pv_suffix: str
+    description: str
+    egu: str
+    low_limit: float
+    high_limit: float
+    velocity: float
+    max_velocity: float
+    acceleration_time_s: float
+    precision: int
+    resolution: float
+    """MRES: one motor step in EGU."""
+    deadband: float
+    """RDBD: how close counts as arrived."""
+    start: float
+
+
+# The Bragg angle of LMNO (400) (d = 2.0409 Å) at 10 keV is 17.68°, so eta and delta
+# start on the reflection.
+DIFFRACTOMETER_MOTORS: tuple[MotorSpec, ...] = (
+    # name, PV, DESC, EGU, LLM, HLM, VELO, VMAX, ACCL (s), PREC, MRES, RDBD, start position
+    MotorSpec("sample_x_um", "SAMX", "sample piezo x", "um", -50.0, 50.0,
+              1000.0, 2000.0, 0.002, 4, 1e-4, 1e-3, 0.0),
+    MotorSpec("sample_y_um", "SAMY", "sample piezo y", "um", -50.0, 50.0,
+              1000.0, 2000.0, 0.002, 4, 1e-4, 1e-3, 0.0),
+    MotorSpec("eta_deg", "ETA", "rocking angle eta", "deg", -5.0, 90.0,
+              1.0, 5.0, 0.2, 4, 1e-4, 5e-4, 17.68),
+    MotorSpec("phi_deg", "PHI", "sample azimuth phi", "deg", -180.0, 180.0,
+              5.0, 20.0, 0.2, 4, 1e-4, 5e-4, 0.0),
+    MotorSpec("nu_deg", "NU", "detector arm nu (in plane)", "deg", -5.0, 90.0,
+              2.0, 4.0, 0.5, 4, 1e-4, 5e-4, 0.0),
+    MotorSpec("delta_deg", "DELTA", "detector arm delta (out of plane)", "deg", -5.0, 120.0,
+              2.0, 4.0, 0.5, 4, 1e-4, 5e-4, 35.37),
+    MotorSpec("energy_ev", "ENERGY", "X-ray energy (monochromator)", "eV", 5000.0, 15000.0,
+              100.0, 500.0, 0.5, 2, 0.01, 0.1, 10000.0),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Move:
+    """A trapezoidal move: ramp up in `acceleration_time_s`, cruise at `velocity`, ramp down.
+
+    A move too short to reach `velocity` is a triangle with the same acceleration.
+    """
+
+    start_position: float
+    target: float
+    start_time_s: float
+    velocity: float
+    acceleration_time_s: float
+
+    @classmethod
+    def at_rest(cls, position: float, time_s: float) -> Move:
+        return cls(position, position, time_s, 1.0, 0.0)
+
+    @property
+    def distance(self) -> float:
+        return abs(self.target - self.start_position)
+
+    def _ramp(self) -> tuple[float, float]:
+        """(ramp time, peak velocity) of this move."""
+        if self.acceleration_time_s <= 0.0:
+            return 0.0, self.velocity
+        acceleration = self.velocity / self.acceleration_time_s
+        ramp_s = min(self.acceleration_time_s, math.sqrt(self.distance / acceleration))
+        return ramp_s, acceleration * ramp_s
+
+    @property
+    def duration_s(self) -> float:
+        if self.distance == 0.0:
+            return 0.0
+        ramp_s, peak_velocity = self._ramp()
+        return 2.0 * ramp_s + (self.distance - peak_velocity * ramp_s) / peak_velocity
+
+    @property
+    def end_time_s(self) -> float:
+        return self.start_time_s + self.duration_s
+
+    def position_at(self, time_s: float) -> float:
+        elapsed_s = time_s - self.start_time_s
+        duration_s = self.duration_s
+        if elapsed_s <= 0.0:
+            return self.start_position
+        if elapsed_s >= duration_s:
+            return self.target
+        ramp_s, peak_velocity = self._ramp()
+        half_accel = 0.5 * peak_velocity / ramp_s if ramp_s > 0.0 else 0.0
+        if elapsed_s < ramp_s:
+            travelled = half_accel * elapsed_s**2
+        elif elapsed_s <= duration_s - ramp_s:
+            travelled = 0.5 * peak_velocity * ramp_s + peak_velocity * (elapsed_s - ramp_s)
+        else:
+            travelled = self.distance - half_accel * (duration_s - elapsed_s) ** 2
+        direction = 1.0 if self.target >= self.start_position else -1.0
+        return self.start_position + direction * travelled
+
+
+@dataclass(frozen=True)
+class MotorTruth:
+    """Where an axis physically is at an instant of instrument time."""
+
+    position: float
+    target: float
+    moving: bool
+
+
+class SimulatedMotor(PVGroup):
+    """One motor record (`<prefix>` and `<prefix>.FIELD`) moving on the instrument clock."""
+
+    record = pvproperty(value=0.0, name="", record="motor", precision=4)
+
+    def __init__(self, prefix: str, *, spec: MotorSpec, clock: InstrumentClock) -> None:
+        super().__init__(prefix)
+        self.spec = spec
+        self.clock = clock
+        self._move = Move.at_rest(spec.start, clock.now())
+        self._motion: asyncio.Task[None] | None = None
+        self._idle: asyncio.Event | None = None
+
+    @property
+    def fields(self) -> Any:
+        """caproto's MotorFields of this record (generated class, hence `Any`)."""
+        return self.record.field_inst
+
+    async def stamped(self, channel: Any, value: Any) -> None:
+        """Write a field as the IOC (no putter) with an instrument-time timestamp."""
+        await channel.write(value, verify_value=False, timestamp=self.clock.now())
+
+    async def initialize(self) -> None:
+        """Fill the fields before the server accepts clients (they must never see defaults)."""
+        self._idle = asyncio.Event()
+        self._idle.set()
+        spec, fields, now = self.spec, self.fields, self.clock.now()
+        for channel in fields.pvdb.values():  # fields left at their defaults: stamp them too
+            await channel.write_metadata(timestamp=now, publish=False)
+        display = {"units": spec.egu, "precision": spec.precision, "timestamp": now}
+        await self.record.write(spec.start, verify_value=False, **display)
+        await fields.user_readback_value.write(spec.start, verify_value=False, **display)
+        await fields.dial_readback_value.write(spec.start, verify_value=False, **display)
+        for channel, value in (
+            (fields.dial_desired_value, spec.start),
+            (fields.engineering_units, spec.egu),
+            (fields.description, spec.description),
+            (fields.display_precision, spec.precision),
+            (fields.velocity, spec.velocity),
+            (fields.max_velocity, spec.max_velocity),
+            (fields.base_velocity, 0.0),
+            (fields.seconds_to_velocity, spec.acceleration_time_s),
+            (fields.motor_step_size, spec.resolution),
+            (fields.encoder_step_size, spec.resolution),
+            (fields.egu_s_per_revolution, spec.resolution * fields.steps_per_revolution.value),
+            (fields.retry_deadband, spec.deadband),
+            (fields.user_low_limit, spec.low_limit),
+            (fields.user_high_limit, spec.high_limit),
+            (fields.dial_low_limit, spec.low_limit),
+            (fields.dial_high_limit, spec.high_limit),
+            (fields.output_specification, f"@sim {spec.pv_suffix}"),
+            (fields.limit_violation, 0),
+            (fields.done_moving_to_value, 1),
+            (fields.motor_is_moving, 0),
+        ):
+            await self.stamped(channel, value)
+
+    def truth(self) -> MotorTruth:
+        move, now = self._move, self.clock.now()
+        return MotorTruth(move.position_at(now), move.target, now < move.end_time_s)
+
+    # --- VAL: the move ------------------------------------------------------------------
+
+    @record.putter
+    async def record(self, instance: Any, value: float) -> None:
+        await self.move_to(float(value))
+        raise SkipWrite  # VAL was already written (stamped) when the move started
+
+    async def move_to(self, target: float) -> None:
+        """Start a move (replacing any in progress) and return when the axis is done."""
+        fields = self.fields
+        if not self.within_limits(target):
+            LOG.info("%s: %s refused, outside soft limits", self.prefix, target)
+            await self.stamped(fields.limit_violation, 1)
+            return
+        now = self.clock.now()
+        self._cancel_motion()
+        self._move = Move(
+            self._move.position_at(now), target, now,
+            fields.velocity.value, fields.seconds_to_velocity.value,
+        )  # fmt: skip
+        assert self._idle is not None
+        self._idle.clear()
+        await self.stamped(fields.limit_violation, 0)
+        await self.stamped(self.record, target)
+        await self.stamped(fields.dial_desired_value, target)
+        await self.stamped(fields.direction_of_travel, int(target >= self._move.start_position))
+        await self.stamped(fields.done_moving_to_value, 0)
+        await self.stamped(fields.motor_is_moving, 1)
+        self._motion = asyncio.create_task(self._follow(self._move))
+        await self._idle.wait()
+
+    def within_limits(self, target: float) -> bool:
+        """The motor record's soft-limit check; dial limits both 0 mean "no limits"."""
+        fields = self.fields
+        if not math.isfinite(target):
+            return False
+        if fields.dial_low_limit.value == 0.0 and fields.dial_high_limit.value == 0.0:
+            return True
+        return fields.user_low_limit.value <= target <= fields.user_high_limit.value
+
+    async def _follow(self, move: Move) -> None:
+        tick_s = max(self.clock.wall_duration_s(READBACK_PERIOD_S), MIN_WALL_TICK_S)
+        while (now := self.clock.now()) < move.end_time_s:
+            await self._publish_readback(move.position_at(now))
+            wall_left_s = self.clock.wall_duration_s(move.end_time_s - now)
+            await asyncio.sleep(min(tick_s - time.monotonic() % tick_s, wall_left_s))
+        await self._publish_readback(move.target)
+        await self._settle()
+
+    async def _publish_readback(self, position: float) -> None:
+        await self.stamped(self.fields.user_readback_value, position)
+        await self.stamped(self.fields.dial_readback_value, position)
+
+    async def _settle(self) -> None:
+        await self.stamped(self.fields.motor_is_moving, 0)
+        await self.stamped(self.fields.done_moving_to_value, 1)
+        assert self._idle is not None
+        self._idle.set()
+
+    def _cancel_motion(self) -> None:
+        if self._motion is not None:
+            self._motion.cancel()
+            self._motion = None
+
+    # --- STOP ----------------------------------------------------------------------------
+
+    @record.fields.stop.putter
+    async def _stop_put(fields: Any, instance: Any, value: int) -> None:
+        motor: SimulatedMotor = fields.parent.group
+        if value:
+            await motor.halt()
+        await motor.stamped(instance, 0)  # the record resets STOP once processed
+        raise SkipWrite
+
+    async def halt(self) -> None:
+        """Stop where the axis is now; VAL becomes that position (as the record does)."""
+        assert self._idle is not None
+        if self._idle.is_set():
+            return
+        now = self.clock.now()
+        position = self._move.position_at(now)
+        self._cancel_motion()
+        self._move = Move.at_rest(position, now)
+        await self._publish_readback(position)
+        await self.stamped(self.record, position)
+        await self.stamped(self.fields.dial_desired_value, position)
+        await self._settle()
+
+    # --- configuration fields ------------------------------------------------------------
+
+    @record.fields.velocity.putter
+    async def _velocity_put(fields: Any, instance: Any, value: float) -> None:
+        motor: SimulatedMotor = fields.parent.group
+        if not value > 0.0:
+            raise ValueError(f"{motor.prefix}.VELO: velocity must be > 0, got {value}")
+        max_velocity = fields.max_velocity.value
+        await motor.stamped(instance, min(value, max_velocity) if max_velocity > 0 else value)
+        raise SkipWrite
+
+    @record.fields.seconds_to_velocity.putter
+    async def _acceleration_put(fields: Any, instance: Any, value: float) -> None:
+        if value < 0.0:
+            raise ValueError(
+                f"{fields.parent.group.prefix}.ACCL: acceleration time must be >= 0, got {value}"
+            )
+        await fields.parent.group.stamped(instance, value)
+        raise SkipWrite
+
+    @record.fields.user_high_limit.putter
+    async def _high_limit_put(fields: Any, instance: Any, value: float) -> None:
+        await fields.parent.group.set_limit(instance, fields.dial_high_limit, value)
+
+    @record.fields.user_low_limit.putter
+    async def _low_limit_put(fields: Any, instance: Any, value: float) -> None:
+        await fields.parent.group.set_limit(instance, fields.dial_low_limit, value)
+
+    @record.fields.dial_high_limit.putter
+    async def _dial_high_limit_put(fields: Any, instance: Any, value: float) -> None:
+        await fields.parent.group.set_limit(instance, fields.user_high_limit, value)
+
+    @record.fields.dial_low_limit.putter
+    async def _dial_low_limit_put(fields: Any, instance: Any, value: float) -> None:
+        await fields.parent.group.set_limit(instance, fields.user_low_limit, value)
+
+    async def set_limit(self, written: Any, twin: Any, value: float) -> None:
+        """User and dial limits are the same number here (OFF=0, DIR=Pos): keep them so."""
+        await self.stamped(written, value)
+        await self.stamped(twin, value)
+        raise SkipWrite
+
+    @record.fields.user_offset.putter
+    async def _offset_put(fields: Any, instance: Any, value: float) -> float:
+        if value != 0.0:
+            raise ValueError(f"{fields.parent.group.prefix}.OFF: user offsets are not simulated")
+        return value
+
+    @record.fields.offset_freeze_switch.putter
+    async def _freeze_put(fields: Any, instance: Any, value: str) -> str:
+        if value != "Variable":
+            raise ValueError(f"{fields.parent.group.prefix}.FOFF: only FOFF=Variable is simulated")
+        return value
+
+    @record.fields.set_use_switch.putter
+    async def _set_use_put(fields: Any, instance: Any, value: str) -> str:
+        if value != "Use":
+            raise ValueError(
+                f"{fields.parent.group.prefix}.SET: Set mode (redefining position) is not simulated"
+            )
+        return value
+
+
+class _LoopbackContext(Context):
+    """caproto's asyncio server, with beacons kept on loopback and Nagle off.
+
+    caproto makes its listening socket with protocol number 0, so asyncio does not
+    recognise the accepted sockets as TCP and leaves Nagle's algorithm on: several
+    replies in a row then wait for the client's delayed ACK (40 ms on Linux), which
+    made five parallel reads take 44 ms instead of 1.
+    """
+
+    async def tcp_handler(self, client: Any, addr: tuple[str, int]) -> None:
+        connection = client.writer.get_extra_info("socket")
+        if connection is not None:
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await super().tcp_handler(client, addr)
+
+    async def broadcast_beacon_loop(self) -> None:
+        for address in [a for a in self.beacon_socks if not is_loopback(a[0])]:
+            _, transport = self.beacon_socks.pop(address)
+            transport.close()
+        await super().broadcast_beacon_loop()
+
+
+class DiffractometerIoc:
+    """Serves the diffractometer motor records with caproto from a background thread.
+
+    Binds TCP and UDP to 127.0.0.1 only. Port 0 picks a number free for both
+    (the UDP one, where clients search, is what `ca_address_env()` names).
+    """
+
+    def __init__(
+        self,
+        clock: InstrumentClock,
+        prefix: str = "SIM:DIFF:",
+        port: int = 0,
+        host: str = LOOPBACK_HOST,
+        motors: Iterable[MotorSpec] = DIFFRACTOMETER_MOTORS,
+    ) -> None:
+        if not is_loopback(host):
+            raise ValueError(f"simulated IOC host {host!r} is not loopback")
+        self.clock = clock
+        self.prefix = prefix
+        self.host = host
+        self.specs = tuple(motors)
+        self._requested_port = port
+        self._port: int | None = None
+        self._tcp_port: int | None = None
+        self._motors: dict[str, SimulatedMotor] = {}
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def port(self) -> int:
+        """The UDP port clients search on."""
+        if self._port is None:
+            raise RuntimeError("IOC not started")
+        return self._port
+
+    @property
+    def tcp_port(self) -> int:
+        """The TCP port of the circuits (search replies tell clients; usually == `port`)."""
+        if self._tcp_port is None:
+            raise RuntimeError("IOC not started")
+        return self._tcp_port
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def pv_prefix(self, motor: str) -> str:
+        """The record name of one axis, e.g. `SIM:DIFF:ETA` for `eta_deg`."""
+        for spec in self.specs:
+            if spec.name == motor:
+                return self.prefix + spec.pv_suffix
+        raise KeyError(f"no motor {motor!r}; have {[s.name for s in self.specs]}")
+
+    def ca_address_env(self) -> dict[str, str]:
+        """What a CA client (libca/aioca or caproto) needs in its environment to find this IOC."""
+        return {
+            "EPICS_CA_ADDR_LIST": f"{self.host}:{self.port}",
+            "EPICS_CA_AUTO_ADDR_LIST": "NO",
+            "EPICS_CA_SERVER_PORT": str(self.port),
+        }
+
+    def ground_truth(self) -> dict[str, MotorTruth]:
+        """Position, target and moving flag of every axis, now (instrument time)."""
+        if not self._motors:
+            raise RuntimeError("IOC not started")
+        return {name: motor.truth() for name, motor in self._motors.items()}
+
+    def start(self) -> DiffractometerIoc:
+        if self._thread is not None:
+            return self
+        limit_monitor_batching()
+        port = self._requested_port or free_port(self.host)
+        ensure_port_free(self.host, port)
+        ready = threading.Event()
+        self._error = None
+        self._thread = threading.Thread(
+            target=self._run_in_thread, args=(port, ready), name=f"ca-ioc-{port}", daemon=True
+        )
+        self._thread.start()
+        if not ready.wait(START_TIMEOUT_S):
+            self.stop()
+            raise TimeoutError(f"simulated IOC on {self.host}:{port} did not start")
+        if self._error is not None:
+            error = self._error
+            self.stop()
+            raise RuntimeError(f"simulated IOC on {self.host}:{port} failed: {error}") from error
+        self._port = port
+        return self
+
+    def stop(self) -> None:
+        """Cancel the server (closing its sockets and circuits) and join its thread."""
+        thread, loop, task = self._thread, self._loop, self._task
+        if thread is None:
+            return
+        if loop is not None and task is not None:
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # the loop already closed: the server is gone
+                pass
+        thread.join(timeout=START_TIMEOUT_S)
+        if thread.is_alive():
+            LOG.warning("simulated IOC thread %s did not stop", thread.name)
+        self._thread = self._loop = self._task = None
+        self._port = self._tcp_port = None
+
+    def _run_in_thread(self, port: int, ready: threading.Event) -> None:
+        try:
+            asyncio.run(self._serve(port, ready))
+        except BaseException as error:  # reported to start(); a thread cannot raise
+            self._error = error
+            LOG.debug("simulated IOC stopped with %r", error)
+        finally:
+            ready.set()
+
+    async def _serve(self, port: int, ready: threading.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        motors = {
+            spec.name: SimulatedMotor(self.prefix + spec.pv_suffix, spec=spec, clock=self.clock)
+            for spec in self.specs
+        }
+        pvdb: dict[str, Any] = {}
+        for motor in motors.values():
+            await motor.initialize()
+            pvdb.update(motor.pvdb)
+        self._motors = motors
+        context = _LoopbackContext(pvdb, [self.host])
+        context.ca_server_port = port  # the UDP search port; TCP tries it first too
+
+        async def announce_ready(async_lib: Any) -> None:
+            self._tcp_port = context.port
+            ready.set()
+
+        await context.run(startup_hook=announce_ready)
+
+    def __enter__(self) -> DiffractometerIoc:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def ca_address_env_for_all(iocs: Iterable[DiffractometerIoc]) -> dict[str, str]:
+    """One client environment that finds several IOCs (each search goes to every address)."""
+    addresses = [ioc.ca_address_env()["EPICS_CA_ADDR_LIST"] for ioc in iocs]
+    return {"EPICS_CA_ADDR_LIST": " ".join(addresses), "EPICS_CA_AUTO_ADDR_LIST": "NO"}
+
+
+def limit_monitor_batching() -> None:
+    """Cap caproto's monitor batching (a module setting, shared by every server in the process)."""
+    if "CAPROTO_SERVER_MAX_LATENCY_SEC" not in os.environ:
+        caproto_server.MAX_LATENCY = min(caproto_server.MAX_LATENCY, MONITOR_MAX_LATENCY_S)
+
+
+def free_port(host: str = LOOPBACK_HOST, attempts: int = 50) -> int:
+    """A port number free for both UDP and TCP on `host`."""
+    for _ in range(attempts):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((host, port))
+                except OSError:
+                    continue
+        return port
+    raise OSError(f"no port free for both UDP and TCP on {host}")
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Refuse a UDP port another server holds.
+
+    caproto binds its search socket with SO_REUSEADDR/SO_REUSEPORT, so a second
+    server on the same port would start silently and the kernel would hand each
+    client's searches to only one of them. An exclusive bind here detects that.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise OSError(f"UDP port {host}:{port} is in use (another CA server?)") from error
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
