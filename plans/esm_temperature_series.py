@@ -10,6 +10,7 @@ shows the same area of the sample. The offsets applied are recorded in the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -28,6 +29,28 @@ from .band_excitation import await_call, make_tip_safe, map_lines, map_metadata
 from .temperature_steps import temperature_steps
 
 TRACKING_STREAM = "drift_tracking"
+MINIMUM_TRACKING_QUALITY = 0.5
+"""Correlation of the overlapping images below which a shift is not trusted (unrelated
+images give ≤ 0.13, the same area ≈ 0.9)."""
+MAXIMUM_TRACKING_SHIFT = 1 / 3
+"""Largest trusted shift per temperature step, as a fraction of the tracking image side."""
+
+logger = logging.getLogger(__name__)
+
+
+def trusted_shift_px(
+    dy_px: float, dx_px: float, quality: float, pixels: int
+) -> tuple[float, float] | None:
+    """The measured shift if it can be believed, else None (keep the previous centre).
+
+    A wrong correlation peak would move the next map far from the area; a missed
+    correction only costs one step's drift, which the next temperature catches up.
+    """
+    if not quality >= MINIMUM_TRACKING_QUALITY:
+        return None
+    if max(abs(dy_px), abs(dx_px)) > MAXIMUM_TRACKING_SHIFT * pixels:
+        return None
+    return dy_px, dx_px
 
 
 @dataclass(frozen=True)
@@ -92,8 +115,14 @@ def esm_temperature_series(
             reference.append(image)
         else:
             dy_px, dx_px, quality = image_shift_px(reference[0], image)
-            offset_nm[0] += dx_px * area.width_nm / area.pixels_x
-            offset_nm[1] += dy_px * area.height_nm / area.pixels_y
+            shift = trusted_shift_px(dy_px, dx_px, quality, tracking.pixels)
+            if shift is None:
+                logger.warning(
+                    "drift tracking at map %d: shift (%.1f, %.1f) px with quality %.2f not "
+                    "trusted; keeping the previous scan centre", index, dx_px, dy_px, quality)
+            else:
+                offset_nm[0] += shift[1] * area.width_nm / area.pixels_x
+                offset_nm[1] += shift[0] * area.height_nm / area.pixels_y
         yield from bps.mv(
             tracker.map_index, index,
             tracker.offset_x_nm, float(offset_nm[0]),
