@@ -26,7 +26,7 @@ import numpy as np
 from vegard.clock import InstrumentClock
 
 from .esm_sample import EXCITATIONS, EsmSample
-from .parameters import Parameter, defaults
+from .parameters import Parameter, model_values
 
 BIAS_LIMIT_V = 10.0
 SCANNER_HALF_RANGE_NM = 10_000.0
@@ -165,11 +165,7 @@ class AtomicForceMicroscope:
         seed: int | Sequence[int] = 0,
         temperature_stage: TemperatureSource | None = None,
     ) -> None:
-        values = defaults(self.PARAMETERS)
-        unknown = sorted(set(parameters or {}) - set(values))
-        if unknown:
-            raise ValueError(f"unknown afm parameters: {unknown}")
-        values.update({name: float(value) for name, value in (parameters or {}).items()})
+        values = model_values(self.PARAMETERS, parameters, "afm")
         self.parameters = values
         sample_names = {parameter.name for parameter in EsmSample.PARAMETERS}
         self.sample = EsmSample({k: v for k, v in values.items() if k in sample_names}, seed=seed)

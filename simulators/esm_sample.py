@@ -66,7 +66,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .parameters import Parameter, defaults
+from .parameters import Parameter, model_values
 
 EXCITATIONS = ("lf_dc_plus", "lf_dc_minus", "hf_lf")
 """The three-excitation protocol: LF ⊕ DC+, LF ⊕ DC−, HF ⊗ LF."""
@@ -232,13 +232,8 @@ class EsmSample:
         parameters: Mapping[str, float] | None = None,
         seed: int | Sequence[int] = 0,
     ) -> None:
-        values = defaults(self.PARAMETERS)
-        given = dict(parameters or {})
-        unknown = sorted(set(given) - set(values))
-        if unknown:
-            raise ValueError(f"unknown esm_sample parameters: {unknown}")
-        values.update({name: float(value) for name, value in given.items()})
-        _check(self.PARAMETERS, values)
+        values = model_values(self.PARAMETERS, parameters, "esm_sample")
+        _check_consistent(values)
         self.parameters: dict[str, float] = values
         p = values
         streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
@@ -637,13 +632,8 @@ def _wrap(points: np.ndarray) -> np.ndarray:
     return (points + half) % FIELD_PERIOD_NM - half
 
 
-def _check(parameters: Sequence[Parameter], values: Mapping[str, float]) -> None:
-    for parameter in parameters:
-        value = values[parameter.name]
-        if not parameter.admits(value):
-            raise ValueError(
-                f"esm_sample: {parameter.name} = {value:g} is out of range: "
-                f"{parameter.allowed()}")
+def _check_consistent(values: Mapping[str, float]) -> None:
+    """Relations between parameters that their separate ranges cannot express."""
     if values["reduced_modulus_spread_gpa"] >= values["reduced_modulus_gpa"]:
         raise ValueError("esm_sample: reduced_modulus_spread_gpa must be below "
                          "reduced_modulus_gpa")

@@ -54,7 +54,7 @@ from scipy.optimize import brentq
 
 from vegard.clock import InstrumentClock
 
-from .parameters import Parameter, defaults
+from .parameters import Parameter, model_values
 
 FARADAY_C_PER_MOL = 96485.332
 GAS_CONSTANT_J_PER_MOL_K = 8.314462618
@@ -139,11 +139,7 @@ class LmnoCell:
         parameters: Mapping[str, float] | None = None,
         seed: int | Sequence[int] = 0,
     ) -> None:
-        values = defaults(self.PARAMETERS)
-        unknown = sorted(set(parameters or {}) - set(values))
-        if unknown:
-            raise ValueError(f"unknown lmno_cell parameters: {unknown}")
-        values.update({name: float(value) for name, value in (parameters or {}).items()})
+        values = model_values(self.PARAMETERS, parameters, "lmno_cell")
         _check_consistent(values)
         self.parameters: dict[str, float] = values
         self.clock = clock

@@ -66,7 +66,7 @@ from typing import Any
 
 import numpy as np
 
-from .parameters import Parameter, defaults
+from .parameters import Parameter, model_values
 
 PHASES = ("li1", "li05", "li0")
 """Phase names: LiMn1.5Ni0.5O4, Li0.5Mn1.5Ni0.5O4, Mn1.5Ni0.5O4."""
@@ -246,13 +246,8 @@ class LmnoCrystal:
         parameters: Mapping[str, float] | None = None,
         seed: int | Sequence[int] = 0,
     ) -> None:
-        values = defaults(self.PARAMETERS)
-        given = dict(parameters or {})
-        unknown = sorted(set(given) - set(values))
-        if unknown:
-            raise ValueError(f"unknown lmno_crystal parameters: {unknown}")
-        values.update({name: float(value) for name, value in given.items()})
-        _check(self.PARAMETERS, values)
+        values = model_values(self.PARAMETERS, parameters, "lmno_crystal")
+        _check_consistent(values)
         self.parameters: dict[str, float] = values
         p = values
         streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)]
@@ -632,13 +627,8 @@ def _smoothstep(value: float) -> float:
     return t * t * (3.0 - 2.0 * t)
 
 
-def _check(parameters: Sequence[Parameter], values: Mapping[str, float]) -> None:
-    for parameter in parameters:
-        value = values[parameter.name]
-        if not parameter.admits(value):
-            raise ValueError(
-                f"lmno_crystal: {parameter.name} = {value:g} is out of range: "
-                f"{parameter.allowed()}")
+def _check_consistent(values: Mapping[str, float]) -> None:
+    """Relations between parameters that their separate ranges cannot express."""
     if not values["d400_li1_angstrom"] >= values["d400_solid_solution_end_angstrom"]:
         raise ValueError("lmno_crystal: d400_solid_solution_end_angstrom must not exceed "
                          "d400_li1_angstrom (the lattice shrinks on delithiation)")

@@ -60,7 +60,7 @@ from vegard.diffraction_geometry import (
 )
 
 from .lmno_crystal import PHASES, LmnoCrystal, tilt_normal
-from .parameters import Parameter, defaults
+from .parameters import Parameter, model_values
 
 ROCKING_POINTS = 30
 ROCKING_STEP_DEG = 0.016
@@ -97,17 +97,7 @@ class NanoBeam:
     )
 
     def __init__(self, parameters: Mapping[str, float] | None = None) -> None:
-        values = defaults(self.PARAMETERS)
-        given = dict(parameters or {})
-        unknown = sorted(set(given) - set(values))
-        if unknown:
-            raise ValueError(f"unknown nano_beam parameters: {unknown}")
-        values.update({name: float(value) for name, value in given.items()})
-        for parameter in self.PARAMETERS:
-            if not parameter.admits(values[parameter.name]):
-                raise ValueError(
-                    f"nano_beam: {parameter.name} = {values[parameter.name]:g} is out of "
-                    f"range: {parameter.allowed()}")
+        values = model_values(self.PARAMETERS, parameters, "nano_beam")
         self.parameters: dict[str, float] = values
 
     def footprint(self, eta_deg: float, phi_deg: float = 0.0) -> tuple[np.ndarray, np.ndarray]:

@@ -49,6 +49,30 @@ def defaults(parameters: Iterable[Parameter]) -> dict[str, float]:
     return {parameter.name: float(parameter.default) for parameter in parameters}
 
 
+def model_values(
+    parameters: Iterable[Parameter], given: Mapping[str, float] | None, owner: str
+) -> dict[str, float]:
+    """A model's parameter values: defaults, overridden by `given`, each within its range.
+
+    Models are also built directly (tests, notebooks), not only through
+    `resolve_parameters`, so they refuse unknown names and out-of-range values
+    themselves.
+    """
+    parameters = list(parameters)
+    values = defaults(parameters)
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(values))
+    if unknown:
+        raise ValueError(f"unknown {owner} parameters: {unknown}")
+    values.update({name: float(value) for name, value in given.items()})
+    for parameter in parameters:
+        value = values[parameter.name]
+        if not parameter.admits(value):
+            raise ValueError(
+                f"{owner}: {parameter.name} = {value:g} is out of range: {parameter.allowed()}")
+    return values
+
+
 def parameter_table(
     instruments: Mapping[str, type],
     values: Mapping[str, Mapping[str, float]] | None = None,

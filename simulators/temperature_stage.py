@@ -30,7 +30,7 @@ import numpy as np
 from vegard.clock import InstrumentClock
 
 from .heater_control import CONTROL_PERIOD_S, POWER_ON_PID, HeaterRange, PidSettings
-from .parameters import Parameter, defaults
+from .parameters import Parameter, model_values
 from .thermal_loop import ThermalLoop, ThermalNodes
 
 RAMP_RATE_LIMITS_K_PER_MIN = (0.1, 100.0)
@@ -84,11 +84,7 @@ class TemperatureStage:
         parameters: Mapping[str, float] | None = None,
         seed: int | Sequence[int] = 0,
     ) -> None:
-        values = defaults(self.PARAMETERS)
-        unknown = sorted(set(parameters or {}) - set(values))
-        if unknown:
-            raise ValueError(f"unknown temperature_stage parameters: {unknown}")
-        values.update({name: float(value) for name, value in (parameters or {}).items()})
+        values = model_values(self.PARAMETERS, parameters, "temperature_stage")
         if not values["minimum_temperature_k"] < values["maximum_temperature_k"]:
             raise ValueError(
                 f"temperature_stage: minimum_temperature_k = {values['minimum_temperature_k']:g}"
