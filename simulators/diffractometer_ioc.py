@@ -33,7 +33,6 @@ when the first channel is created; caproto's clients read them at every search.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import math
 import os
@@ -52,9 +51,10 @@ from caproto.server import common as caproto_server
 
 from vegard.clock import InstrumentClock
 
+from .scpi_server import LOOPBACK_HOST, is_loopback
+
 LOG = logging.getLogger(__name__)
 
-LOOPBACK_HOST = "127.0.0.1"
 READBACK_PERIOD_S = 0.1
 """Instrument seconds between readback updates while moving (a motor record's 10 Hz poll)."""
 MIN_WALL_TICK_S = 0.02
@@ -604,12 +604,3 @@ def ensure_port_free(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as error:
             raise OSError(f"UDP port {host}:{port} is in use (another CA server?)") from error
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

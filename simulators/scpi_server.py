@@ -301,7 +301,7 @@ class ScpiServer:
         *,
         allow_remote: bool = False,
     ) -> None:
-        if not _is_loopback(host):
+        if not is_loopback(host):
             if not allow_remote:
                 raise ValueError(
                     f"simulator server host {host!r} is not loopback; pass allow_remote=True"
@@ -369,7 +369,8 @@ class ScpiServer:
         self.stop()
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine only (simulators must not face a network)."""
     if host == "localhost":
         return True
     try:
