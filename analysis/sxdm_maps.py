@@ -10,7 +10,7 @@ is needed (XSOCS grids every pixel into one first), so the analysis keeps up wit
 From the centres: d = 2π/|Q|, strain relative to the intensity-weighted mean d of the bright
 (masked-in) pixels, and the tilt of Q from the intensity-weighted mean Q̄, as an altitude
 (angle from Q̄) and an azimuth around Q̄ (0° toward sample +x, 90° toward +y; the convention
-of `simulators.lmno_crystal.tilt_altitude_azimuth`).
+of `vegard.diffraction_geometry.tilt_altitude_azimuth_deg`, shared with the simulator).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+
+from vegard.diffraction_geometry import tilt_altitude_azimuth_deg
 
 MASK_FRACTION = 0.2
 """Pixels with at least this fraction of the largest integrated intensity are analysed."""
@@ -170,24 +172,6 @@ def intensity_mask(intensity: np.ndarray, fraction: float = MASK_FRACTION) -> np
     if top <= 0:
         return np.zeros(intensity.shape, dtype=bool)
     return intensity >= fraction * top
-
-
-def tilt_altitude_azimuth_deg(
-    q: np.ndarray, q_mean: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Angle of Q from Q̄ and its direction around Q̄ (0° toward +x, 90° toward +y), deg.
-
-    The azimuth's reference axis is sample +x projected perpendicular to Q̄, the second axis
-    Q̄ × that, so for Q̄ near +z 90° is +y.
-    """
-    mean = np.asarray(q_mean, dtype=float) / np.linalg.norm(q_mean)
-    e1 = np.array([1.0, 0.0, 0.0]) - mean[0] * mean
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(mean, e1)
-    unit = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    altitude = np.degrees(np.arccos(np.clip(unit @ mean, -1.0, 1.0)))
-    azimuth = np.degrees(np.arctan2(unit @ e2, unit @ e1))
-    return altitude, azimuth
 
 
 def sxdm_maps(

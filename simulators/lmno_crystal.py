@@ -66,6 +66,8 @@ from typing import Any
 
 import numpy as np
 
+from vegard.diffraction_geometry import tilt_altitude_azimuth_deg
+
 from .parameters import Parameter, model_values
 
 PHASES = ("li1", "li05", "li0")
@@ -578,7 +580,7 @@ class LmnoCrystal:
         mask = intensity >= MASK_FRACTION * intensity.max() if intensity.max() > 0 else (
             np.zeros(intensity.shape, dtype=bool))
         normal = tilt_normal(state["tilt_x_deg"], state["tilt_y_deg"])
-        altitude, azimuth = tilt_altitude_azimuth(normal, self.mean_normal(x_li, phase))
+        altitude, azimuth = tilt_altitude_azimuth_deg(normal, self.mean_normal(x_li, phase))
 
         def masked(values: np.ndarray) -> np.ndarray:
             return np.where(mask, values, np.nan)
@@ -600,20 +602,6 @@ def tilt_normal(tilt_x_deg: np.ndarray, tilt_y_deg: np.ndarray) -> np.ndarray:
     """Unit (400) normal R_y(tilt_y)·R_x(tilt_x)·ẑ in the sample frame; shape (..., 3)."""
     tx, ty = np.radians(tilt_x_deg), np.radians(tilt_y_deg)
     return np.stack((np.sin(ty) * np.cos(tx), -np.sin(tx), np.cos(ty) * np.cos(tx)), axis=-1)
-
-
-def tilt_altitude_azimuth(
-    normal: np.ndarray, mean_normal: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Altitude (angle from the mean) and azimuth (around the mean, 0° ≈ +x, 90° ≈ +y), deg."""
-    mean = np.asarray(mean_normal, dtype=float)
-    mean = mean / np.linalg.norm(mean)
-    e1 = np.array([1.0, 0.0, 0.0]) - mean[0] * mean
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(mean, e1)
-    altitude = np.degrees(np.arccos(np.clip(normal @ mean, -1.0, 1.0)))
-    azimuth = np.degrees(np.arctan2(normal @ e2, normal @ e1))
-    return altitude, azimuth
 
 
 def _cumulative(weights: np.ndarray) -> np.ndarray:

@@ -254,3 +254,24 @@ def pixel_of_q(
     row = geometry.center_row - in_arm[2] * scale / geometry.pixel_size_m
     col = geometry.center_col - in_arm[1] * scale / geometry.pixel_size_m
     return float(row), float(col)
+
+
+def tilt_altitude_azimuth_deg(
+    vectors: np.ndarray, mean: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Angle of each vector from `mean` and its direction around `mean`, in degrees.
+
+    The one tilt convention of the simulator's truth and the analysis: the azimuth's
+    reference axis is sample +x projected perpendicular to the mean, the second axis
+    mean × that, so for a mean near +z a tilt toward +x is 0° and toward +y is 90°.
+    """
+    mean = np.asarray(mean, dtype=float)
+    mean = mean / np.linalg.norm(mean)
+    e1 = np.array([1.0, 0.0, 0.0]) - mean[0] * mean
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(mean, e1)
+    vectors = np.asarray(vectors, dtype=float)
+    unit = vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
+    altitude = np.degrees(np.arccos(np.clip(unit @ mean, -1.0, 1.0)))
+    azimuth = np.degrees(np.arctan2(unit @ e2, unit @ e1))
+    return altitude, azimuth

@@ -15,7 +15,7 @@ from vegard.analysis.sxdm_maps import (
     tilt_altitude_azimuth_deg,
 )
 from vegard.diffraction_geometry import DiffractometerGeometry, pixel_q
-from vegard.simulators.lmno_crystal import LmnoCrystal, tilt_altitude_azimuth, tilt_normal
+from vegard.simulators.lmno_crystal import LmnoCrystal, tilt_normal
 from vegard.simulators.nanodiffraction import (
     NanoBeam,
     detector_setting_for,
@@ -113,8 +113,14 @@ def test_tilt_azimuth_follows_the_simulator_convention() -> None:
     q_mean = np.array([0.01, -0.02, 3.0])
     q = q_mean + rng.normal(scale=0.01, size=(20, 3))
     altitude, azimuth = tilt_altitude_azimuth_deg(q, q_mean)
+    # the convention spelled out here, independently of the shared implementation
     unit = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    expected_altitude, expected_azimuth = tilt_altitude_azimuth(unit, q_mean)
+    axis = q_mean / np.linalg.norm(q_mean)
+    e1 = np.array([1.0, 0.0, 0.0]) - axis[0] * axis
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(axis, e1)
+    expected_altitude = np.degrees(np.arccos(unit @ axis))
+    expected_azimuth = np.degrees(np.arctan2(unit @ e2, unit @ e1))
     np.testing.assert_allclose(altitude, expected_altitude, atol=1e-9)
     np.testing.assert_allclose(azimuth, expected_azimuth, atol=1e-9)
     # A tilt toward +x has azimuth 0°, toward +y 90°.
