@@ -21,9 +21,6 @@ from vegard.instruments.band_excitation_afm import (
     AcquisitionSettings,
     BandExcitationAfm,
 )
-from vegard.instruments.temperature_stage import TemperatureStage
-
-from .temperature_steps import temperature_steps
 
 
 def band_excitation_settings(
@@ -121,15 +118,6 @@ def map_settings(
     )
 
 
-def _map_run_metadata(afm, settings, maps: int, md) -> dict[str, Any]:
-    return {
-        "plan_name": "three_excitation_map",
-        "num_points": settings.area.pixels_y * maps,
-        "esm_map": map_metadata(afm, settings),
-        **(md or {}),
-    }
-
-
 def three_excitation_map(
     afm: BandExcitationAfm,
     settings: AcquisitionSettings,
@@ -144,45 +132,19 @@ def three_excitation_map(
     line (e.g. the temperature stage).
     """
     afm.check_settings(settings)
+    metadata = {
+        "plan_name": "three_excitation_map",
+        "num_points": settings.area.pixels_y,
+        "esm_map": map_metadata(afm, settings),
+        **(md or {}),
+    }
 
     @bpp.stage_decorator([afm])
-    @bpp.run_decorator(md=_map_run_metadata(afm, settings, 1, md))
+    @bpp.run_decorator(md=metadata)
     def lines():
         yield from map_lines(afm, settings, readables=readables)
 
     return (yield from bpp.finalize_wrapper(lines(), make_tip_safe(afm)))
-
-
-def three_excitation_maps_at_temperatures(
-    afm: BandExcitationAfm,
-    stage: TemperatureStage,
-    temperatures_k: Sequence[float],
-    settings: AcquisitionSettings,
-    *,
-    settle_tolerance_k: float,
-    settle_time_s: float,
-    ramp_rate_k_per_min: float | None = None,
-    final_temperature_k: float | None = None,
-    safe_temperature_k: float = 295.0,
-    md: dict[str, Any] | None = None,
-):
-    """One run: settle at each temperature, then map there (map index = step index).
-
-    The stage is monitored throughout and read with every line, so each line
-    carries the sample temperature it was taken at.
-    """
-    afm.check_settings(settings)
-
-    def map_here(stage: TemperatureStage, temperature_k: float, index: int):
-        yield from map_lines(afm, settings, map_index=index, readables=[stage])
-
-    plan = temperature_steps(
-        stage, temperatures_k, settle_tolerance_k, settle_time_s, map_here,
-        ramp_rate_k_per_min=ramp_rate_k_per_min, final_temperature_k=final_temperature_k,
-        safe_temperature_k=safe_temperature_k,
-        md=_map_run_metadata(afm, settings, len(temperatures_k), md),
-    )
-    return (yield from bpp.finalize_wrapper(bpp.stage_wrapper(plan, [afm]), make_tip_safe(afm)))
 
 
 def band_excitation_spectrum(

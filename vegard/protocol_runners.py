@@ -29,7 +29,6 @@ from vegard.instruments.lakeshore336 import HeaterRange
 from vegard.plans.band_excitation import (
     map_settings,
     three_excitation_map,
-    three_excitation_maps_at_temperatures,
 )
 from vegard.plans.esm_temperature_series import (
     TRACKING_STREAM,
@@ -158,16 +157,18 @@ def _plan_esm_map(protocol: EsmMapProtocol, devices, profile, md):
     hold = protocol.temperature_stage
     if hold is None:
         return three_excitation_map(devices["afm"], settings, md=md)
-    return three_excitation_maps_at_temperatures(
+    # a series of one temperature, without drift tracking: settle, then map
+    return esm_temperature_series(
         devices["afm"],
         devices["temperature_stage"],
         [hold.temperature_k],
         settings,
         settle_tolerance_k=hold.settle_tolerance_k,
         settle_time_s=hold.settle_time_s,
+        tracking=None,
         ramp_rate_k_per_min=hold.ramp_rate_k_per_min,
         safe_temperature_k=profile.devices.temperature_stage.safe_temperature_k,
-        md=md,
+        md={**md, "plan_name": "three_excitation_map"},
     )
 
 
