@@ -48,6 +48,9 @@ class ArraySpec:
 
     shape: tuple[int, ...]
     dtype: np.dtype
+    compression: str | None = None
+    """An HDF5 filter h5py always has ("lzf", "gzip"); mostly-empty detector frames
+    shrink tens of times with the fast "lzf"."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
@@ -142,6 +145,7 @@ class Hdf5StreamWriter:
                 maxshape=(None, *spec.shape),
                 chunks=(_chunk_rows(spec), *spec.shape),
                 dtype=spec.dtype,
+                compression=spec.compression,
             )
             for key, spec in self.specs.items()
         }

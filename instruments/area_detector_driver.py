@@ -1,0 +1,132 @@
+"""Driver of a photon-counting area detector (Maxipix-like) over a SCPI-shaped text channel.
+
+A fly scan needs the detector to take a frame each time the sample piezo passes a
+position, not when software says so: the round trip to the motion controller is
+milliseconds, a frame 10 ms. So the detector is armed with a *position-compare*
+trigger (axis, first position, spacing, count), the piezo is then flown through the
+positions, and the frames are fetched afterwards. `INT` triggering (frames back to
+back from `ARM`) serves counts at a standing position.
+
+Command set (the simulator in `vegard.simulators.maxipix` serves the same):
+``ROI r0,c0,rows,cols``, ``EXPO s``, ``DEAD?``, ``TRIG:SOUR INT|POS``, ``TRIG:AXIS name``,
+``TRIG:STAR x``, ``TRIG:STEP dx``, ``FRAM n``, ``ARM``, ``STAT?``, ``FRAM:DATA?`` (one
+definite-length block of n·rows·cols little-endian uint16; an empty block means the
+acquisition failed and the reason is in ``SYST:ERR?``), ``FRAM:TIME?``, ``ABOR``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vegard.diffraction_geometry import DetectorRoi
+
+from .errors import InstrumentReplyError
+from .replies import parse_float, parse_floats, parse_ints
+from .visa_connection import VisaConnection
+
+FRAME_DTYPE = np.dtype("<u2")
+"""Counts per pixel as the detector sends them (16-bit counters)."""
+
+
+@dataclass(frozen=True)
+class PositionTrigger:
+    """Frames at `first_position + i · step` (i < frames) as `axis` passes them."""
+
+    axis: str
+    first_position: float
+    step: float
+    frames: int
+
+
+@dataclass(frozen=True)
+class FrameSet:
+    """Frames of one acquisition and the detector-clock start time of each."""
+
+    counts: np.ndarray  # (n, rows, cols) uint16
+    start_times_s: np.ndarray  # (n,)
+
+
+class AreaDetectorDriver:
+    """Coroutines for the detector settings and acquisitions vegard uses."""
+
+    def __init__(self, connection: VisaConnection, *, speedup: float = 1.0) -> None:
+        """`speedup`: instrument time per wall second (1 at a real detector), used to size
+        the reply timeout of acquisitions."""
+        self.connection = connection
+        self.speedup = speedup
+
+    @property
+    def name(self) -> str:
+        return self.connection.name
+
+    async def connect(self) -> str:
+        return await self.connection.identify("MAXIPIX", "a Maxipix area detector")
+
+    async def _ints(self, command: str, count: int) -> list[int]:
+        reply = await self.connection.query(command)
+        return parse_ints(reply, count, instrument=self.name, command=command)
+
+    async def size_pixels(self) -> tuple[int, int]:
+        rows, cols = await self._ints("DET:SIZE?", 2)
+        return rows, cols
+
+    async def pixel_size_m(self) -> float:
+        return parse_float(await self.connection.query("DET:PIXS?"), instrument=self.name,
+                           command="DET:PIXS?")
+
+    async def dead_time_s(self) -> float:
+        return parse_float(await self.connection.query("DEAD?"), instrument=self.name,
+                           command="DEAD?")
+
+    async def set_roi(self, roi: DetectorRoi) -> None:
+        await self.connection.write(
+            f"ROI {roi.row_start},{roi.col_start},{roi.n_rows},{roi.n_cols}")
+
+    async def roi(self) -> DetectorRoi:
+        return DetectorRoi(*await self._ints("ROI?", 4))
+
+    async def set_exposure_s(self, exposure_s: float) -> None:
+        await self.connection.write(f"EXPO {exposure_s:.9g}")
+
+    async def exposure_s(self) -> float:
+        return parse_float(await self.connection.query("EXPO?"), instrument=self.name,
+                           command="EXPO?")
+
+    async def arm_internal(self, frames: int) -> None:
+        """Frames back to back from now (exposure + dead time apart)."""
+        await self.connection.write(f"TRIG:SOUR INT;FRAM {frames};ARM")
+
+    async def arm_position(self, trigger: PositionTrigger) -> None:
+        await self.connection.write(
+            f"TRIG:SOUR POS;TRIG:AXIS {trigger.axis};TRIG:STAR {trigger.first_position:.9g};"
+            f"TRIG:STEP {trigger.step:.9g};FRAM {trigger.frames};ARM")
+
+    async def state(self) -> str:
+        return (await self.connection.query("STAT?")).strip().upper()
+
+    async def abort(self) -> str:
+        """Disarm; returns the state the detector then reports (IDLE)."""
+        await self.connection.write("ABOR")
+        return await self.state()
+
+    async def fetch(self, roi: DetectorRoi, frames: int, *, duration_s: float) -> FrameSet:
+        """The frames of the armed acquisition, once taken; `duration_s` of instrument time
+        (from arming to the last frame) sizes the reply timeout."""
+        command = "FRAM:DATA?"
+        counts = await self.connection.query_block(
+            command, FRAME_DTYPE, extra_timeout_s=1.5 * duration_s / self.speedup + 1.0)
+        if counts.size == 0:
+            reason = await self.connection.query("SYST:ERR?")
+            raise InstrumentReplyError(self.name, command, f"<no frames; {reason}>",
+                                       f"{frames} frames")
+        expected = frames * roi.n_rows * roi.n_cols
+        if counts.size != expected:
+            raise InstrumentReplyError(
+                self.name, command, f"<block of {counts.size} counts>",
+                f"{frames} frames of {roi.n_rows} × {roi.n_cols}")
+        times_command = "FRAM:TIME?"
+        times = parse_floats(await self.connection.query(times_command), frames,
+                             instrument=self.name, command=times_command)
+        return FrameSet(counts.reshape(frames, *roi.shape), np.asarray(times))
