@@ -19,7 +19,10 @@ channel; the simulated IOC's `ca_address_env()` gives the values.
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Mapping
 
+from aioca import _catools
 from ophyd_async.core import StandardReadable, wait_for_value
 from ophyd_async.epics.motor import Motor
 
@@ -35,6 +38,28 @@ MOTOR_PV_SUFFIXES: dict[str, str] = {
 """Record name of each axis after the diffractometer's PV prefix (the beamline's naming)."""
 
 PARK_TIMEOUT_S = 10.0
+CA_ADDRESS_SCHEME = "ca://"
+
+
+def pv_prefix_of(address: str) -> str:
+    """The PV prefix of a profile address `ca://<prefix>`."""
+    if not address.startswith(CA_ADDRESS_SCHEME) or len(address) == len(CA_ADDRESS_SCHEME):
+        raise ValueError(f"diffractometer address {address!r} is not ca://<PV prefix>")
+    return address[len(CA_ADDRESS_SCHEME):]
+
+
+def use_channel_access_environment(environment: Mapping[str, str]) -> None:
+    """Set EPICS_CA_* for this process and make the next channel read them.
+
+    libca reads its address list once per CA context; a dry run that starts a
+    simulated IOC on a fresh port must drop the context an earlier run made.
+    This uses aioca's private context holder (aioca has no public reset; it is
+    pinned for that reason).
+    """
+    if not environment:
+        return
+    os.environ.update(environment)
+    _catools._Context._teardown()
 
 
 class Diffractometer(StandardReadable):

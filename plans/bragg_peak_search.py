@@ -60,7 +60,7 @@ class BraggPeak:
     """Counts in the peak region (summed over the search positions)."""
 
 
-def search_roi(geometry: DiffractometerGeometry, rows: int, cols: int) -> DetectorRoi:
+def centred_roi(geometry: DiffractometerGeometry, rows: int, cols: int) -> DetectorRoi:
     """A `rows` × `cols` ROI centred on the direct-beam pixel (clipped to the detector)."""
     row0 = int(np.clip(round(geometry.center_row - (rows - 1) / 2), 0, geometry.pixels[0] - rows))
     col0 = int(np.clip(round(geometry.center_col - (cols - 1) / 2), 0, geometry.pixels[1] - cols))

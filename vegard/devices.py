@@ -8,10 +8,22 @@ from pathlib import Path
 from typing import Any
 
 from vegard.clock import InstrumentClock
-from vegard.config.profiles import AfmSettings, TemperatureStageSettings
+from vegard.config.profiles import (
+    AfmSettings,
+    AreaDetectorSettings,
+    DiffractometerSettings,
+    PotentiostatSettings,
+    TemperatureStageSettings,
+)
 from vegard.instruments.afm_controller import BandExcitationAfmController
+from vegard.instruments.area_detector import AreaDetector
+from vegard.instruments.area_detector_driver import AreaDetectorDriver
 from vegard.instruments.band_excitation_afm import BandExcitationAfm
+from vegard.instruments.diffractometer import Diffractometer, pv_prefix_of
 from vegard.instruments.lakeshore336 import LakeShore336
+from vegard.instruments.potentiostat import Potentiostat
+from vegard.instruments.potentiostat_driver import PotentiostatDriver
+from vegard.instruments.serial_connection import SerialConnection
 from vegard.instruments.temperature_stage import TemperatureStage
 from vegard.instruments.visa_connection import VisaConnection
 
@@ -52,15 +64,45 @@ def build_afm(settings: AfmSettings, address: str, context: BuildContext) -> Ban
     )
 
 
+def build_potentiostat(
+    settings: PotentiostatSettings, address: str, context: BuildContext
+) -> Potentiostat:
+    connection = SerialConnection(address, name="potentiostat", timeout_s=settings.timeout_s)
+    return Potentiostat(PotentiostatDriver(connection), clock=context.clock,
+                        poll_period_s=settings.poll_period_s, name="potentiostat")
+
+
+def build_diffractometer(
+    settings: DiffractometerSettings, address: str, context: BuildContext
+) -> Diffractometer:
+    return Diffractometer(pv_prefix_of(address), name="diffractometer")
+
+
+def build_area_detector(
+    settings: AreaDetectorSettings, address: str, context: BuildContext
+) -> AreaDetector:
+    connection = VisaConnection(address, name="area_detector", timeout_s=settings.timeout_s)
+    return AreaDetector(
+        AreaDetectorDriver(connection, speedup=context.clock.speedup),
+        context.arrays_directory,
+        clock=context.clock,
+        maximum_exposure_s=settings.maximum_exposure_s,
+        name="area_detector",
+    )
+
+
 DEVICE_BUILDERS: dict[str, Callable[[Any, str, BuildContext], Any]] = {
     "temperature_stage": build_temperature_stage,
     "afm": build_afm,
+    "potentiostat": build_potentiostat,
+    "diffractometer": build_diffractometer,
+    "area_detector": build_area_detector,
 }
 
 
 def close_device(device: object) -> None:
     """Close the wire connection(s) behind a device built here."""
-    controller = getattr(device, "controller", None)
-    connection = getattr(controller, "connection", None)
-    if connection is not None:
-        connection.close()
+    for owner in ("controller", "driver"):
+        connection = getattr(getattr(device, owner, None), "connection", None)
+        if connection is not None:
+            connection.close()

@@ -7,7 +7,7 @@ speed-up): `address: sim` means "the simulator vegard starts for this device".
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -69,9 +69,55 @@ class AfmSettings(StrictModel):
     normal_force_nn: float = Field(10.0, gt=0, le=1000)
 
 
+class PotentiostatSettings(StrictModel):
+    """A potentiostat channel on a serial line (or `socket://host:port`)."""
+
+    driver: Literal["scpi_potentiostat"] = "scpi_potentiostat"
+    address: str = Field(min_length=1)
+    timeout_s: float = Field(2.0, gt=0, le=60)
+    poll_period_s: float = Field(60.0, gt=0, le=3600)
+    """How often the potential and current are logged during a charge (instrument time)."""
+    maximum_current_a: float = Field(0.001, gt=0, le=1)
+    """Largest charge current this cell may take."""
+    maximum_voltage_v: float = Field(5.0, gt=0, le=10)
+    """Highest voltage limit this cell may be charged to."""
+
+
+class DiffractometerSettings(StrictModel):
+    """EPICS motor records of the diffractometer: `ca://<PV prefix>`, or `sim`."""
+
+    driver: Literal["epics_motors"] = "epics_motors"
+    address: str = Field(min_length=1)
+    timeout_s: float = Field(5.0, gt=0, le=120)
+    sample_range_um: float = Field(100.0, gt=0, le=10_000)
+    """Full travel of the sample piezo (the raster must fit in ±range/2)."""
+
+
+class AreaDetectorSettings(StrictModel):
+    """The area detector and its calibrated geometry (as the beamline's calibration gives it)."""
+
+    driver: Literal["maxipix"] = "maxipix"
+    address: str = Field(min_length=1)
+    timeout_s: float = Field(2.0, gt=0, le=60)
+    distance_m: float = Field(1.5, gt=0.1, le=10)
+    pixel_size_m: float = Field(55e-6, gt=0, le=1e-3)
+    pixels: tuple[Annotated[int, Field(ge=1, le=8192)], Annotated[int, Field(ge=1, le=8192)]] = (
+        512, 512)
+    direct_beam_pixel: tuple[float, float] = (255.5, 255.5)
+    """(row, column) where the direct beam lands at zero detector angles."""
+    maximum_exposure_s: float = Field(0.01, gt=0, le=10)
+    """Radiation-dose budget of the sample: longest exposure per frame (per map pixel)."""
+    flux_ph_per_s: float = Field(1e9, gt=0, le=1e15)
+    beam_size_um: float = Field(0.08, gt=0, le=100)
+    """Flux and focus, for the dose estimate."""
+
+
 class DeviceSettings(StrictModel):
     temperature_stage: TemperatureStageSettings | None = None
     afm: AfmSettings | None = None
+    potentiostat: PotentiostatSettings | None = None
+    diffractometer: DiffractometerSettings | None = None
+    area_detector: AreaDetectorSettings | None = None
 
 
 class Profile(StrictModel):

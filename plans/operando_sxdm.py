@@ -1,0 +1,139 @@
+"""Operando SXDM: charge the cell galvanostatically and map the crystal again and again.
+
+One run for the whole charge. The potentiostat is monitored (its own
+`potentiostat_monitor` stream, polled on the instrument clock) from before the
+charge starts to the end. Each map is preceded by a Bragg peak search that re-centres
+the rocking range and the detector on the peak (recorded in the `alignment` stream),
+then flown line by line (`rocking_map_lines`). Maps repeat until the cell reaches its
+voltage limit or the map count is reached; a map under way when the limit is reached
+is completed (its pixels' rocking curves are whole).
+
+On every exit (success, the limit, an abort or a fault) the cell is left at open
+circuit and the detector disarmed; on a failure the diffractometer axes are stopped
+where they are.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
+from ophyd_async.core import StandardReadable, soft_signal_rw
+
+from vegard.diffraction_geometry import DiffractometerGeometry
+from vegard.instruments.area_detector import AreaDetector
+from vegard.instruments.diffractometer import Diffractometer
+from vegard.instruments.potentiostat import Potentiostat
+
+from .band_excitation import await_call
+from .bragg_peak_search import PeakSearchSettings, find_bragg_peak
+from .rocking_map import RockingMapSettings, rocking_map_lines, sxdm_metadata
+
+ALIGNMENT_STREAM = "alignment"
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChargeSettings:
+    current_a: float
+    voltage_limit_v: float
+
+
+class PeakSetting(StandardReadable):
+    """The setting a peak search chose for the next map, recorded as `alignment` events."""
+
+    def __init__(self, name: str = "alignment") -> None:
+        with self.add_children_as_readables():
+            self.map_index = soft_signal_rw(int, 0)
+            self.d_angstrom = soft_signal_rw(float, 0.0, units="Å")
+            self.eta_center_deg = soft_signal_rw(float, 0.0, units="deg")
+            self.delta_deg = soft_signal_rw(float, 0.0, units="deg")
+            self.peak_counts = soft_signal_rw(float, 0.0)
+        super().__init__(name=name)
+
+
+def operando_sxdm(
+    potentiostat: Potentiostat,
+    diffractometer: Diffractometer,
+    detector: AreaDetector,
+    *,
+    charge: ChargeSettings,
+    map_settings: RockingMapSettings,
+    search: PeakSearchSettings,
+    geometry: DiffractometerGeometry,
+    first_eta_center_deg: float,
+    first_delta_deg: float,
+    max_maps: int,
+    map_interval_s: float = 0.0,
+    md: dict[str, Any] | None = None,
+):
+    """Charge and map until the voltage limit or `max_maps`; the cell rests on every exit."""
+    detector.check_exposure(map_settings.exposure_s)
+    detector.check_exposure(search.exposure_s)
+    monitor_stream = f"{potentiostat.name}_monitor"
+    geometry_md = {
+        "distance_m": geometry.distance_m, "pixel_size_m": geometry.pixel_size_m,
+        "pixels": list(geometry.pixels), "center_row": geometry.center_row,
+        "center_col": geometry.center_col,
+    }
+    metadata = {
+        "plan_name": "operando_sxdm",
+        "sxdm": {
+            **sxdm_metadata(map_settings, geometry_md, detector, diffractometer, monitor_stream),
+            "maps_planned": max_maps,
+            "charge": {"current_a": charge.current_a, "voltage_limit_v": charge.voltage_limit_v},
+            "alignment_stream": ALIGNMENT_STREAM,
+        },
+        **(md or {}),
+    }
+    setting = PeakSetting()
+
+    def maps():
+        eta_center, delta = first_eta_center_deg, first_delta_deg
+        next_start_s = None
+        for map_index in range(max_maps):
+            if map_index and (yield from _limit_reached(potentiostat)):
+                logger.info("voltage limit reached after %d maps", map_index)
+                break
+            if map_interval_s and next_start_s is not None:
+                yield from bps.sleep(max(0.0, next_start_s - detector.clock.now()))
+            next_start_s = detector.clock.now() + map_interval_s
+            peak = yield from find_bragg_peak(
+                diffractometer, detector, geometry, search,
+                eta_center_deg=eta_center, delta_deg=delta)
+            eta_center, delta = peak.eta_center_deg, peak.delta_deg
+            yield from bps.mv(setting.map_index, map_index, setting.d_angstrom, peak.d_angstrom,
+                              setting.eta_center_deg, eta_center, setting.delta_deg, delta,
+                              setting.peak_counts, peak.counts)
+            yield from bps.trigger_and_read([setting], name=ALIGNMENT_STREAM)
+            yield from rocking_map_lines(diffractometer, detector, map_settings,
+                                         eta_center_deg=eta_center, map_index=map_index)
+
+    @bpp.stage_decorator([detector, diffractometer])
+    @bpp.run_decorator(md=metadata)
+    def inner():
+        yield from bps.monitor(potentiostat, name=monitor_stream)
+        yield from bps.prepare(detector, map_settings.fly_settings, wait=True)
+        yield from await_call(
+            lambda: potentiostat.start_charge(charge.current_a, charge.voltage_limit_v))
+        yield from maps()
+        yield from bps.unmonitor(potentiostat)
+
+    def make_safe():
+        yield from await_call(potentiostat.rest)
+        yield from await_call(detector.stop)
+
+    def on_failure(error):  # the error is raised again after this (auto_raise)
+        yield from await_call(diffractometer.safe_park)
+
+    return (yield from bpp.finalize_wrapper(
+        bpp.contingency_wrapper(inner(), except_plan=on_failure), make_safe()))
+
+
+def _limit_reached(potentiostat: Potentiostat):
+    reached = yield from await_call(potentiostat.driver.limit_reached)
+    return bool(reached)

@@ -1,0 +1,187 @@
+"""The `operando_sxdm` protocol: checks against the profile, the plan, estimate and truth."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
+import numpy as np
+
+from vegard.config.errors import ConfigError
+from vegard.config.profiles import Profile
+from vegard.config.protocols import OperandoSxdmProtocol
+from vegard.diffraction_geometry import DiffractometerGeometry, bragg_angles
+from vegard.instruments.potentiostat import c_rate_current_a
+from vegard.plans.bragg_peak_search import PeakSearchSettings, centred_roi, spread_positions_um
+from vegard.plans.operando_sxdm import ChargeSettings, operando_sxdm
+from vegard.plans.rocking_map import RockingMapSettings, raster_axis_um
+from vegard.sxdm_estimate import estimate_operando_sxdm
+
+DEVICES = ("potentiostat", "diffractometer", "area_detector")
+ENERGY_EV = 10_000.0
+"""Photon energy the first peak search assumes (the diffractometer's energy axis is read
+before the Q conversion of every search and map)."""
+
+
+def _profile_device(profile: Profile, name: str) -> Any:
+    settings = getattr(profile.devices, name)
+    if settings is None:
+        raise ConfigError(f"profile {profile.profile!r}: devices.{name} is missing "
+                          "(protocol 'operando_sxdm' needs it)")
+    return settings
+
+
+def charge_current_a(protocol: OperandoSxdmProtocol) -> float:
+    cell = protocol.cell
+    return c_rate_current_a(cell.c_rate, active_mass_mg=cell.active_mass_mg,
+                            capacity_mah_per_g=cell.capacity_mah_per_g)
+
+
+def check_operando_sxdm(protocol: OperandoSxdmProtocol, profile: Profile, path: Path) -> None:
+    """Everything that would move hardware beyond the profile's limits is refused here."""
+    potentiostat = _profile_device(profile, "potentiostat")
+    diffractometer = _profile_device(profile, "diffractometer")
+    detector = _profile_device(profile, "area_detector")
+    where = f"(profile {profile.profile!r})"
+    current_a = charge_current_a(protocol)
+    if current_a > potentiostat.maximum_current_a:
+        raise ConfigError(
+            f"{path}: cell.c_rate = {protocol.cell.c_rate:g} gives {current_a:g} A, which is not "
+            f"valid: allowed: ≤ {potentiostat.maximum_current_a:g} A "
+            f"(devices.potentiostat.maximum_current_a {where})")
+    if protocol.cell.voltage_limit_v > potentiostat.maximum_voltage_v:
+        raise ConfigError(
+            f"{path}: cell.voltage_limit_v = {protocol.cell.voltage_limit_v:g} V is not valid: "
+            f"allowed: ≤ {potentiostat.maximum_voltage_v:g} V "
+            f"(devices.potentiostat.maximum_voltage_v {where})")
+    for field, exposure in (("detector.exposure_s", protocol.detector.exposure_s),
+                            ("peak_search.exposure_s", protocol.peak_search.exposure_s)):
+        if exposure > detector.maximum_exposure_s:
+            raise ConfigError(
+                f"{path}: {field} = {exposure:g} s is not valid: allowed: ≤ "
+                f"{detector.maximum_exposure_s:g} s per frame (dose budget, "
+                f"devices.area_detector.maximum_exposure_s {where})")
+    for field, (rows, cols) in (("detector.roi_pixels", protocol.detector.roi_pixels),
+                                ("peak_search.roi_pixels", protocol.peak_search.roi_pixels)):
+        if rows > detector.pixels[0] or cols > detector.pixels[1]:
+            raise ConfigError(
+                f"{path}: {field} = [{rows}, {cols}] is not valid: allowed: ≤ "
+                f"[{detector.pixels[0]}, {detector.pixels[1]}] (detector size {where})")
+    half_range_um = diffractometer.sample_range_um / 2
+    for axis, center, size in zip("xy", protocol.map.center_um, protocol.map.size_um,
+                                  strict=True):
+        reach_um = abs(center) + size / 2
+        if reach_um > half_range_um:
+            raise ConfigError(
+                f"{path}: map {axis}: |center| + size/2 = {reach_um:g} µm is not valid: "
+                f"allowed: ≤ {half_range_um:g} µm (sample piezo range {where})")
+    if protocol.start_d400_angstrom < geometry_of(profile).wavelength_angstrom / 2:
+        raise ConfigError(
+            f"{path}: start_d400_angstrom = {protocol.start_d400_angstrom:g} Å is not valid: "
+            f"allowed: ≥ λ/2 = {geometry_of(profile).wavelength_angstrom / 2:.4g} Å at "
+            f"{ENERGY_EV:g} eV (no Bragg reflection otherwise)")
+
+
+def geometry_of(profile: Profile) -> DiffractometerGeometry:
+    detector = profile.devices.area_detector
+    assert detector is not None
+    row, col = detector.direct_beam_pixel
+    return DiffractometerGeometry(
+        distance_m=detector.distance_m, pixel_size_m=detector.pixel_size_m,
+        pixels=tuple(detector.pixels), center_row=row, center_col=col, energy_ev=ENERGY_EV)
+
+
+def map_settings_of(protocol: OperandoSxdmProtocol, profile: Profile) -> RockingMapSettings:
+    raster = protocol.map
+    (cx, cy), (sx, sy), (nx, ny) = raster.center_um, raster.size_um, raster.pixels
+    rows, cols = protocol.detector.roi_pixels
+    return RockingMapSettings(
+        x_um=raster_axis_um(cx, sx, nx),
+        y_um=raster_axis_um(cy, sy, ny),
+        rocking_points=protocol.rocking.points,
+        rocking_step_deg=protocol.rocking.step_deg,
+        exposure_s=protocol.detector.exposure_s,
+        roi=centred_roi(geometry_of(profile), rows, cols),
+    )
+
+
+def plan_operando_sxdm(protocol: OperandoSxdmProtocol, devices: dict[str, Any],
+                       profile: Profile, md: dict[str, Any]):
+    detector_settings = _profile_device(profile, "area_detector")
+    estimate = estimate_operando_sxdm(protocol, detector_settings)
+    md = {**md, "sxdm_estimate": estimate}
+    if protocol.dry_run == "estimate" and md.get("dry_run"):
+        return _estimate_only(devices, md)
+    geometry = geometry_of(profile)
+    settings = map_settings_of(protocol, profile)
+    search = protocol.peak_search
+    theta = float(bragg_angles(protocol.start_d400_angstrom, geometry.energy_ev))
+    return operando_sxdm(
+        devices["potentiostat"], devices["diffractometer"], devices["area_detector"],
+        charge=ChargeSettings(charge_current_a(protocol), protocol.cell.voltage_limit_v),
+        map_settings=settings,
+        search=PeakSearchSettings(
+            positions_um=spread_positions_um(settings.x_um, settings.y_um),
+            half_range_deg=search.half_range_deg, step_deg=search.step_deg,
+            exposure_s=search.exposure_s,
+            roi=centred_roi(geometry, *search.roi_pixels)),
+        geometry=geometry,
+        first_eta_center_deg=theta,
+        first_delta_deg=2 * theta,
+        max_maps=protocol.maps.count,
+        map_interval_s=protocol.maps.interval_s,
+        md=md,
+    )
+
+
+def _estimate_only(devices: dict[str, Any], md: dict[str, Any]):
+    """A dry run that reads every device once (they answer) and records the estimate."""
+
+    @bpp.run_decorator(md={**md, "plan_name": "operando_sxdm_estimate"})
+    def inner():
+        yield from bps.trigger_and_read([devices["potentiostat"], devices["diffractometer"]],
+                                        name="baseline")
+
+    return (yield from inner())
+
+
+class EstimateReport:
+    """Puts the start document's `sxdm_estimate` into the result (live and replay)."""
+
+    def __init__(self) -> None:
+        self.result: dict[str, Any] | None = None
+
+    def __call__(self, name: str, doc: dict) -> None:
+        if name == "start" and "sxdm_estimate" in doc:
+            self.result = {"estimate": doc["sxdm_estimate"]}
+
+
+def ground_truth_maps(lab: Any, analysis: dict[str, Any]) -> dict[str, Any]:
+    """Simulator truth for each analysed map (its time span), and per-pixel truth arrays."""
+    model = lab.models.get("area_detector")
+    maps = analysis.get("maps") or []
+    if model is None or not maps:
+        return {}
+    summaries, arrays = [], {}
+    for entry in maps:
+        start_s, end_s = entry["time_span_s"]
+        truth = model.map_truth(start_s, end_s)
+        index = entry["map_index"]
+        summaries.append({
+            "map_index": index,
+            "d400_mean_angstrom": _finite(truth["d400_mean_angstrom"]),
+            "phase": truth["phase"],
+            "lithium_content": _finite(truth["x_li_mean"]),
+        })
+        for key in ("x_um", "y_um", "d400_angstrom", "tilt_altitude_deg", "tilt_azimuth_deg",
+                    "intensity", "mask"):
+            arrays[f"area_detector.map{index}.{key}"] = np.asarray(truth[key])
+    return {"maps": summaries, "arrays": arrays}
+
+
+def _finite(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
