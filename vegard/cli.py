@@ -97,8 +97,38 @@ def print_summary(summary: dict[str, Any]) -> None:
         )
     for line in headline_results(analysis):
         print(line)
+    for line in sxdm_lines(analysis):
+        print(line)
     for figure in analysis.get("figures", []):
         print(f"figure        {figure}")
+
+
+def sxdm_lines(analysis: dict[str, Any]) -> list[str]:
+    """Per map of an operando SXDM run: potential, d400, microstrain, tilt; and the estimate."""
+    lines = []
+    for entry in analysis.get("maps") or []:
+        if not isinstance(entry, dict) or "d400_mean_angstrom" not in entry:
+            continue
+        values = [entry.get(key) for key in ("potential_v", "d400_mean_angstrom",
+                                             "microstrain", "tilt_altitude_max_deg")]
+        if not all(isinstance(v, (int, float)) for v in values):
+            lines.append(f"  map {entry.get('map_index')}: not analysed")
+            continue
+        potential, d400, microstrain, tilt = values
+        lines.append(f"  map {entry['map_index']:>2}  U = {potential:.3f} V  d400 = {d400:.4f} Å"
+                     f"  microstrain {microstrain:.1e}  tilt ≤ {tilt:.3f}°")
+    plateaus = (analysis.get("charge") or {}).get("plateaus_v")
+    if plateaus:
+        lines.append("  plateaus      " + ", ".join(f"{v:.3f} V" for v in plateaus))
+    estimate = analysis.get("estimate")
+    if isinstance(estimate, dict):
+        lines.append(
+            f"  at the beamline: {estimate['maps']} maps of "
+            f"{estimate['map_duration_min']:.1f} min, {estimate['duration_h']:.1f} h, "
+            f"{estimate['frames']:,} frames, "
+            f"{estimate['data_volume_gb']:.1f} GB, dose {estimate['dose_mgy']:.3g} MGy "
+            f"({estimate['exposure_per_frame_s'] * 1e3:g} ms per frame)")
+    return lines
 
 
 HEADLINE_RESULTS = {
