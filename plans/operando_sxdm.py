@@ -82,6 +82,7 @@ def operando_sxdm(
     }
     metadata = {
         "plan_name": "operando_sxdm",
+        "progress": {"stream": ALIGNMENT_STREAM, "total": None, "unit": "map"},  # until the limit
         "sxdm": {
             **sxdm_metadata(map_settings, geometry_md, detector, diffractometer, monitor_stream),
             "maps_planned": max_maps,

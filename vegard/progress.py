@@ -21,7 +21,9 @@ class ProgressPrinter(DocumentRouter):
     """Progress of the primary stream on stderr: first and last point, and every 5 %.
 
     A map has one point per scan line, so a series of maps has hundreds; a line
-    per point would bury the messages that matter.
+    per point would bury the messages that matter. A plan whose natural unit is
+    not the primary event says so in its start document:
+    ``progress = {"stream": name, "total": n or None, "unit": "map"}``.
     """
 
     def __init__(self, clock: InstrumentClock, stream: TextIO | None = None) -> None:
@@ -32,12 +34,15 @@ class ProgressPrinter(DocumentRouter):
 
     def start(self, doc):
         self._plan = doc.get("plan_name", "run")
-        self._total = doc.get("num_points")
+        progress = doc.get("progress") or {}
+        self._stream = progress.get("stream", "primary")
+        self._unit = progress.get("unit", "point")
+        self._total = progress.get("total", doc.get("num_points"))
         self._done = 0
         self._started_s = self.clock.now()
 
     def descriptor(self, doc):
-        if doc.get("name") == "primary":
+        if doc.get("name") == self._stream:
             self._primary.add(doc["uid"])
 
     def event(self, doc):
@@ -47,7 +52,7 @@ class ProgressPrinter(DocumentRouter):
         if not self._worth_printing():
             return
         elapsed_s = self.clock.now() - self._started_s
-        line = f"[{self._plan}] point {self._done}"
+        line = f"[{self._plan}] {self._unit} {self._done}"
         if self._total:
             eta_s = elapsed_s / self._done * (self._total - self._done)
             line += f"/{self._total}"
@@ -64,7 +69,7 @@ class ProgressPrinter(DocumentRouter):
 
     def stop(self, doc):
         print(
-            f"[{self._plan}] {doc.get('exit_status')} after {self._done} points, "
+            f"[{self._plan}] {doc.get('exit_status')} after {self._done} {self._unit}s, "
             f"instrument time {format_duration(self.clock.now() - self._started_s)}",
             file=self.stream,
             flush=True,
