@@ -46,11 +46,15 @@ class QGrid:
     voxel_shape: tuple[int, ...]
 
     @classmethod
-    def from_pixels(cls, q_pixels: np.ndarray) -> QGrid:
-        """From `pixel_q(...)`, shape (n_eta, R, C, 3), Å⁻¹."""
+    def from_pixels(cls, q_pixels: np.ndarray, q_ref: np.ndarray | None = None) -> QGrid:
+        """From `pixel_q(...)`, shape (n_eta, R, C, 3), Å⁻¹.
+
+        `q_ref` defaults to the mean Q of the voxels; give a fixed one to add up the sums of
+        several grids (e.g. one rocking angle at a time, `SxdmOperandoAnalysis`).
+        """
         q_pixels = np.asarray(q_pixels, dtype=float)
         q = q_pixels.reshape(-1, 3)
-        q_ref = q.mean(axis=0)
+        q_ref = q.mean(axis=0) if q_ref is None else np.asarray(q_ref, dtype=float).reshape(3)
         matrix = np.empty((q.shape[0], 4), dtype=np.float32)
         matrix[:, :3] = q - q_ref
         matrix[:, 3] = 1.0
@@ -79,6 +83,26 @@ def q_centres(
     rounding.
     """
     grid = q_pixels if isinstance(q_pixels, QGrid) else QGrid.from_pixels(q_pixels)
+    sums = q_sums(frames, grid, background_counts=background_counts,
+                  threshold_counts=threshold_counts, chunk_pixels=chunk_pixels, workers=workers)
+    return centres_from_sums(sums, grid.q_ref_inv_angstrom)
+
+
+def q_sums(
+    frames: np.ndarray,
+    grid: QGrid,
+    *,
+    background_counts: float = 0.0,
+    threshold_counts: float = 0.0,
+    chunk_pixels: int | None = None,
+    workers: int = 1,
+) -> np.ndarray:
+    """The linear sums behind `q_centres`: Σ counts·(Q − Q_ref) and Σ counts per map pixel.
+
+    Same arguments as `q_centres` (the grid prepared); returns float64 of shape (..., 4).
+    Sums over the same Q_ref add up, so a map can be accumulated part by part (e.g. one
+    rocking angle of one line at a time) and finished with `centres_from_sums`.
+    """
     voxel_shape = grid.voxel_shape
     frames = np.asarray(frames)
     if frames.shape[frames.ndim - len(voxel_shape):] != voxel_shape:
@@ -105,11 +129,20 @@ def q_centres(
             list(pool.map(run, [starts[i::workers] for i in range(workers)]))
     else:
         run(starts)
-    counts = sums[:, 3]
+    return sums.reshape(*map_shape, 4)
+
+
+def centres_from_sums(
+    sums: np.ndarray, q_ref_inv_angstrom: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centre of mass (..., 3) and integrated counts (...) from `q_sums` (..., 4) taken
+    relative to `q_ref_inv_angstrom`; NaN centres where there are no counts."""
+    sums = np.asarray(sums, dtype=np.float64)
+    counts = sums[..., 3].copy()
     with np.errstate(invalid="ignore", divide="ignore"):
-        q_com = sums[:, :3] / counts[:, None] + grid.q_ref_inv_angstrom
+        q_com = sums[..., :3] / counts[..., None] + np.asarray(q_ref_inv_angstrom, dtype=float)
     q_com[counts <= 0] = np.nan
-    return q_com.reshape(*map_shape, 3), counts.reshape(map_shape)
+    return q_com, counts
 
 
 def _clean(work: np.ndarray, background_counts: float, threshold_counts: float) -> None:
