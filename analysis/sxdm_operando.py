@@ -504,6 +504,10 @@ class SxdmOperandoAnalysis(DocumentRouter):
         mid_s = 0.5 * (span[0] + span[1]) if np.isfinite(span).all() else math.nan
         readbacks = accumulator.readbacks
         summary = maps.summary()
+        in_view = peak_in_view(maps.intensity)
+        if not in_view:  # only background photons: the numbers would describe the ROI
+            summary = {**summary, "d_mean_angstrom": None, "microstrain": None,
+                       "tilt_altitude_max_deg": None}
         return {
             "map_index": accumulator.index,
             "time_span_s": [json_float(span[0]), json_float(span[1])],
@@ -515,6 +519,7 @@ class SxdmOperandoAnalysis(DocumentRouter):
             "microstrain": json_float(summary["microstrain"]),
             "tilt_altitude_max_deg": json_float(summary["tilt_altitude_max_deg"]),
             "masked_in_pixels": int(summary["masked_in_pixels"]),
+            "peak_in_view": in_view,
             "lines": accumulator.lines_done,
             "complete": accumulator.complete,
             "delta_deg": json_float(np.mean(readbacks["delta_deg"])),
@@ -591,3 +596,18 @@ class SxdmOperandoAnalysis(DocumentRouter):
         if self.figures_for is not None and (entries or potential.size):
             result["charge"]["figure"] = str(self._charge_figure(monitor, entries))
         return result
+
+
+PEAK_CONTRAST = 10.0
+"""A map sees a Bragg peak when its brightest pixel has this many times the counts of its
+dimmest tenth (a crystal in part of the field); with the peak outside the ROI every
+pixel holds the same few background photons."""
+
+
+def peak_in_view(intensity: np.ndarray) -> bool:
+    """Whether the map's intensity is a crystal's Bragg peak rather than flat background."""
+    values = np.asarray(intensity, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0 or values.max() <= 0:
+        return False
+    return bool(values.max() >= PEAK_CONTRAST * (np.percentile(values, 10) + 1.0))

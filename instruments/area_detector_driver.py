@@ -96,12 +96,21 @@ class AreaDetectorDriver:
 
     async def arm_internal(self, frames: int) -> None:
         """Frames back to back from now (exposure + dead time apart)."""
-        await self.connection.write(f"TRIG:SOUR INT;FRAM {frames};ARM")
+        await self._arm(f"TRIG:SOUR INT;FRAM {frames};ARM;STAT?")
 
     async def arm_position(self, trigger: PositionTrigger) -> None:
-        await self.connection.write(
+        """Armed when this returns: only then may the plan start the motion."""
+        await self._arm(
             f"TRIG:SOUR POS;TRIG:AXIS {trigger.axis};TRIG:STAR {trigger.first_position:.9g};"
-            f"TRIG:STEP {trigger.step:.9g};FRAM {trigger.frames};ARM")
+            f"TRIG:STEP {trigger.step:.9g};FRAM {trigger.frames};ARM;STAT?")
+
+    async def _arm(self, command: str) -> None:
+        # The reply confirms ARM was handled: a trigger position passed before that would
+        # be missed, so the caller must not move until then.
+        state = (await self.connection.query(command)).strip().upper()
+        if state != "ARMED":
+            reason = await self.connection.query("SYST:ERR?")
+            raise InstrumentReplyError(self.name, command, f"{state}; {reason}", "ARMED")
 
     async def state(self) -> str:
         return (await self.connection.query("STAT?")).strip().upper()

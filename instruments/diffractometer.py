@@ -23,7 +23,7 @@ import os
 from collections.abc import Mapping
 
 from aioca import _catools
-from ophyd_async.core import StandardReadable, wait_for_value
+from ophyd_async.core import AsyncStatus, StandardReadable, wait_for_value
 from ophyd_async.epics.motor import Motor
 
 MOTOR_PV_SUFFIXES: dict[str, str] = {
@@ -59,6 +59,15 @@ def use_channel_access_environment(environment: Mapping[str, str]) -> None:
     if not environment:
         return
     os.environ.update(environment)
+    release_channel_access()
+
+
+def release_channel_access() -> None:
+    """Close every channel and the CA context now, while the IOC still answers.
+
+    Left to aioca's exit handler after a simulated IOC has stopped, libca waits out its
+    connection timeout (30 s) before the process can end.
+    """
     _catools._Context._teardown()
 
 
@@ -75,6 +84,29 @@ class Diffractometer(StandardReadable):
             self.delta_deg = Motor(prefix + MOTOR_PV_SUFFIXES["delta_deg"])
             self.energy_ev = Motor(prefix + MOTOR_PV_SUFFIXES["energy_ev"])
         super().__init__(name=name)
+
+    def _move_signals(self) -> list:
+        """What `Motor.set` reads before every move (limits, speed, position, done)."""
+        return [
+            signal
+            for motor in self.motors.values()
+            for signal in (motor.low_limit_travel, motor.high_limit_travel,
+                           motor.dial_low_limit_travel, motor.dial_high_limit_travel,
+                           motor.velocity, motor.acceleration_time, motor.user_readback,
+                           motor.motor_done_move)
+        ]
+
+    @AsyncStatus.wrap
+    async def stage(self) -> None:
+        """Also monitor what every move reads first: a fly line moves three axes per pixel
+        row, and eight Channel Access gets per move would cost more than the move."""
+        await super().stage()
+        await asyncio.gather(*(signal.stage() for signal in self._move_signals()))
+
+    @AsyncStatus.wrap
+    async def unstage(self) -> None:
+        await asyncio.gather(*(signal.unstage() for signal in self._move_signals()))
+        await super().unstage()
 
     @property
     def motors(self) -> dict[str, Motor]:

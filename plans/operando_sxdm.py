@@ -107,6 +107,7 @@ def operando_sxdm(
                 diffractometer, detector, geometry, search,
                 eta_center_deg=eta_center, delta_deg=delta)
             eta_center, delta = peak.eta_center_deg, peak.delta_deg
+            yield from bps.mv(diffractometer.delta_deg, delta)  # the map's 2θ
             yield from bps.mv(setting.map_index, map_index, setting.d_angstrom, peak.d_angstrom,
                               setting.eta_center_deg, eta_center, setting.delta_deg, delta,
                               setting.peak_counts, peak.counts)

@@ -21,6 +21,14 @@ user and dial limits stay equal (OFF=0, DIR=Pos). Not simulated: offsets and
 Set mode (puts to OFF/FOFF/SET other than the defaults fail), SPMG, backlash,
 retries, limit switches, homing, encoders.
 
+Trajectories: every move (and every halt) of an axis is recorded, so other simulators can
+ask where the axis *was* at a past instrument time (`position_at`) and when it passed a
+position in a given direction (`crossing_time_s`): the area detector's frames of a
+hardware-triggered fly scan are computed after the fact, at their own times. The last
+`HISTORY_LENGTH` moves per axis are kept (appended by the IOC thread, read from others
+under a lock). `SimulatedDiffractometer` is the lab's model: it owns the IOC and serves
+itself (`address` = `ca://<prefix>`).
+
 Finding the server without broadcast: a CA client searches by UDP datagrams to
 each address of EPICS_CA_ADDR_LIST (`host:port` entries allowed); the search
 reply carries the server's TCP port. So the IOC binds its UDP search socket to
@@ -33,13 +41,15 @@ when the first channel is created; caproto's clients read them at every search.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import math
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -51,6 +61,7 @@ from caproto.server import common as caproto_server
 
 from vegard.clock import InstrumentClock
 
+from .parameters import Parameter, model_values
 from .scpi_server import LOOPBACK_HOST, is_loopback
 
 LOG = logging.getLogger(__name__)
@@ -154,6 +165,25 @@ class Move:
     def end_time_s(self) -> float:
         return self.start_time_s + self.duration_s
 
+    def time_at(self, position: float) -> float:
+        """When this move reaches `position` (clipped to the stretch between start and target)."""
+        distance = self.distance
+        if distance == 0.0:
+            return self.start_time_s
+        travelled = min(abs(position - self.start_position), distance)
+        ramp_s, peak_velocity = self._ramp()
+        if ramp_s <= 0.0:
+            return self.start_time_s + travelled / peak_velocity
+        half_accel = 0.5 * peak_velocity / ramp_s
+        ramp_distance = half_accel * ramp_s**2
+        if travelled <= ramp_distance:
+            elapsed_s = math.sqrt(travelled / half_accel)
+        elif travelled >= distance - ramp_distance:
+            elapsed_s = self.duration_s - math.sqrt(max(0.0, distance - travelled) / half_accel)
+        else:
+            elapsed_s = ramp_s + (travelled - ramp_distance) / peak_velocity
+        return self.start_time_s + elapsed_s
+
     def position_at(self, time_s: float) -> float:
         elapsed_s = time_s - self.start_time_s
         duration_s = self.duration_s
@@ -173,6 +203,94 @@ class Move:
         return self.start_position + direction * travelled
 
 
+HISTORY_LENGTH = 256
+"""Moves kept per axis: enough for a map's fly lines to be looked up after the fact."""
+
+
+class MoveHistory:
+    """The recent moves of one axis, oldest first: its trajectory in instrument time.
+
+    Appended by the IOC's thread whenever a move starts or the axis is halted; read by
+    other threads (the area detector asks where the sample *was* during each frame).
+    Each move governs from its start time until the next one starts.
+    """
+
+    def __init__(self, initial: Move, length: int = HISTORY_LENGTH) -> None:
+        self._lock = threading.Lock()
+        self._moves: deque[Move] = deque([initial], maxlen=length)
+        self._truncated = False
+
+    def record(self, move: Move) -> None:
+        with self._lock:
+            if len(self._moves) == self._moves.maxlen:
+                self._truncated = True
+            self._moves.append(move)
+
+    def moves(self) -> list[Move]:
+        with self._lock:
+            return list(self._moves)
+
+    def latest(self) -> Move:
+        with self._lock:
+            return self._moves[-1]
+
+    def _snapshot(self, time_s: float) -> tuple[list[Move], int]:
+        """The moves and the index of the one governing `time_s` (-1: before all of them)."""
+        with self._lock:
+            moves, truncated = list(self._moves), self._truncated
+        index = bisect.bisect_right([move.start_time_s for move in moves], time_s) - 1
+        if index < 0 and truncated:
+            raise ValueError(
+                f"instrument time {time_s!r} is before the oldest move still recorded "
+                f"({moves[0].start_time_s!r}; {len(moves)} moves kept)"
+            )
+        return moves, index
+
+    def position_at(self, time_s: float) -> float:
+        moves, index = self._snapshot(time_s)
+        if index < 0:
+            return moves[0].start_position
+        return moves[index].position_at(time_s)
+
+    def positions_at(self, times_s: Iterable[float]) -> list[float]:
+        """`position_at` for many times, from one snapshot of the moves."""
+        times = [float(t) for t in times_s]
+        if not times:
+            return []
+        moves, _ = self._snapshot(min(times))
+        starts = [move.start_time_s for move in moves]
+        positions = []
+        for time_s in times:
+            index = bisect.bisect_right(starts, time_s) - 1
+            positions.append(moves[max(index, 0)].position_at(time_s))
+        return positions
+
+    def crossing_time_s(
+        self, position: float, after_s: float, direction: int, now_s: float
+    ) -> float | None:
+        """First time in [after_s, now_s] at which the axis reaches `position` moving in
+        `direction` (+1: increasing, -1: decreasing); None if it has not (yet)."""
+        if direction not in (1, -1):
+            raise ValueError(f"direction must be +1 or -1, got {direction!r}")
+        moves, index = self._snapshot(after_s)
+        for number in range(max(index, 0), len(moves)):
+            move = moves[number]
+            if move.start_time_s > now_s:
+                break
+            if move.distance == 0.0:
+                continue
+            if (1 if move.target > move.start_position else -1) != direction:
+                continue
+            low, high = sorted((move.start_position, move.target))
+            if not low <= position <= high:
+                continue
+            end_s = moves[number + 1].start_time_s if number + 1 < len(moves) else math.inf
+            crossing_s = move.time_at(position)
+            if max(move.start_time_s, after_s) <= crossing_s <= min(end_s, now_s):
+                return crossing_s
+        return None
+
+
 @dataclass(frozen=True)
 class MotorTruth:
     """Where an axis physically is at an instant of instrument time."""
@@ -187,11 +305,20 @@ class SimulatedMotor(PVGroup):
 
     record = pvproperty(value=0.0, name="", record="motor", precision=4)
 
-    def __init__(self, prefix: str, *, spec: MotorSpec, clock: InstrumentClock) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        *,
+        spec: MotorSpec,
+        clock: InstrumentClock,
+        history: MoveHistory | None = None,
+    ) -> None:
         super().__init__(prefix)
         self.spec = spec
         self.clock = clock
+        self.history = history or MoveHistory(Move.at_rest(spec.start, clock.now()))
         self._move = Move.at_rest(spec.start, clock.now())
+        self.history.record(self._move)
         self._motion: asyncio.Task[None] | None = None
         self._idle: asyncio.Event | None = None
 
@@ -263,6 +390,7 @@ class SimulatedMotor(PVGroup):
             self._move.position_at(now), target, now,
             fields.velocity.value, fields.seconds_to_velocity.value,
         )  # fmt: skip
+        self.history.record(self._move)
         assert self._idle is not None
         self._idle.clear()
         await self.stamped(fields.limit_violation, 0)
@@ -326,6 +454,7 @@ class SimulatedMotor(PVGroup):
         position = self._move.position_at(now)
         self._cancel_motion()
         self._move = Move.at_rest(position, now)
+        self.history.record(self._move)
         await self._publish_readback(position)
         await self.stamped(self.record, position)
         await self.stamped(self.fields.dial_desired_value, position)
@@ -441,6 +570,10 @@ class DiffractometerIoc:
         self._port: int | None = None
         self._tcp_port: int | None = None
         self._motors: dict[str, SimulatedMotor] = {}
+        now = clock.now()
+        self._histories = {
+            spec.name: MoveHistory(Move.at_rest(spec.start, now)) for spec in self.specs
+        }
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -481,9 +614,41 @@ class DiffractometerIoc:
 
     def ground_truth(self) -> dict[str, MotorTruth]:
         """Position, target and moving flag of every axis, now (instrument time)."""
-        if not self._motors:
-            raise RuntimeError("IOC not started")
-        return {name: motor.truth() for name, motor in self._motors.items()}
+        now = self.clock.now()
+        truth = {}
+        for name, history in self._histories.items():
+            move = history.latest()
+            truth[name] = MotorTruth(move.position_at(now), move.target, now < move.end_time_s)
+        return truth
+
+    def history(self, axis: str) -> MoveHistory:
+        """The recorded trajectory of one axis (kept across restarts of the server)."""
+        try:
+            return self._histories[axis]
+        except KeyError:
+            raise KeyError(f"no motor {axis!r}; have {list(self._histories)}") from None
+
+    def position_at(self, axis: str, time_s: float) -> float:
+        """Where `axis` was (or is) at instrument time `time_s`, from its recorded moves."""
+        return self.history(axis).position_at(time_s)
+
+    def positions_at(self, axis: str, times_s: Iterable[float]) -> list[float]:
+        """`position_at` for many instrument times at once."""
+        return self.history(axis).positions_at(times_s)
+
+    def crossing_time_s(
+        self, axis: str, position: float, after_s: float, direction: int
+    ) -> float | None:
+        """First instrument time ≥ `after_s` at which `axis` passed `position` moving in
+        `direction` (+1/-1); None if it has not, judged on the trajectory up to now."""
+        return self.history(axis).crossing_time_s(position, after_s, direction, self.clock.now())
+
+    def is_moving(self, axis: str) -> bool:
+        return self.clock.now() < self.history(axis).latest().end_time_s
+
+    def move_end_s(self, axis: str) -> float:
+        """When the axis's latest move ends (or ended)."""
+        return self.history(axis).latest().end_time_s
 
     def start(self) -> DiffractometerIoc:
         if self._thread is not None:
@@ -536,7 +701,10 @@ class DiffractometerIoc:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         motors = {
-            spec.name: SimulatedMotor(self.prefix + spec.pv_suffix, spec=spec, clock=self.clock)
+            spec.name: SimulatedMotor(
+                self.prefix + spec.pv_suffix, spec=spec, clock=self.clock,
+                history=self._histories[spec.name],
+            )
             for spec in self.specs
         }
         pvdb: dict[str, Any] = {}
@@ -563,6 +731,87 @@ class DiffractometerIoc:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+DIFFRACTOMETER_PREFIX = "SIM:DIFF:"
+
+
+class SimulatedDiffractometer:
+    """The diffractometer as a lab model: it owns its IOC and serves itself over CA.
+
+    Built like every lab model (`model(clock, parameters, seed)`; no physical
+    parameters yet); the lab starts and stops it and passes `port`, the UDP port CA
+    clients search on (0: a free one). Other models (the area detector) read the axes'
+    past trajectories through `position_at` / `crossing_time_s`, which work before the
+    server starts too (every axis then rests at its start position).
+    """
+
+    PARAMETERS: tuple[Parameter, ...] = ()
+
+    def __init__(
+        self,
+        clock: InstrumentClock,
+        parameters: Mapping[str, float] | None = None,
+        seed: int | Iterable[int] = 0,
+        *,
+        port: int = 0,
+        prefix: str = DIFFRACTOMETER_PREFIX,
+    ) -> None:
+        self.parameters = model_values(self.PARAMETERS, parameters, "diffractometer")
+        self.clock = clock
+        self.ioc = DiffractometerIoc(clock, prefix=prefix, port=port)
+
+    @property
+    def address(self) -> str:
+        """`ca://<PV prefix>`: what a profile names as the device's address."""
+        return f"ca://{self.ioc.prefix}"
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.ioc.specs)
+
+    @property
+    def running(self) -> bool:
+        return self.ioc.running
+
+    def start(self) -> SimulatedDiffractometer:
+        self.ioc.start()
+        return self
+
+    def stop(self) -> None:
+        self.ioc.stop()
+
+    def client_environment(self) -> dict[str, str]:
+        """The EPICS_CA_* variables a client needs to find the IOC (once started)."""
+        return self.ioc.ca_address_env()
+
+    def position_at(self, axis: str, time_s: float) -> float:
+        return self.ioc.position_at(axis, time_s)
+
+    def positions_at(self, axis: str, times_s: Iterable[float]) -> list[float]:
+        """Where `axis` was at each of these instrument times."""
+        return self.ioc.positions_at(axis, times_s)
+
+    def crossing_time_s(
+        self, axis: str, position: float, after_s: float, direction: int
+    ) -> float | None:
+        return self.ioc.crossing_time_s(axis, position, after_s, direction)
+
+    def is_moving(self, axis: str) -> bool:
+        return self.ioc.is_moving(axis)
+
+    def move_end_s(self, axis: str) -> float:
+        return self.ioc.move_end_s(axis)
+
+    def ground_truth(self) -> dict[str, Any]:
+        truth = self.ioc.ground_truth()
+        return {
+            "parameters": dict(self.parameters),
+            "prefix": self.ioc.prefix,
+            "positions": {name: axis.position for name, axis in truth.items()},
+            "targets": {name: axis.target for name, axis in truth.items()},
+            "moving": sorted(name for name, axis in truth.items() if axis.moving),
+        }
 
 
 def ca_address_env_for_all(iocs: Iterable[DiffractometerIoc]) -> dict[str, str]:

@@ -2,30 +2,40 @@
 
 New instruments plug in by adding a `SimulatorKind` to `SIMULATORS`: a model
 class declaring `PARAMETERS` and built as `model(clock, parameters, seed, **peers)`,
-and an emulator class built as `emulator(model)`. `peers` names the models of
-other instruments this one is physically coupled to (the AFM sits on the
-temperature stage: its sample temperature and thermal drift come from there);
-they are built first and passed by keyword.
+and how it is reached (`transport`): an emulator class built as `emulator(model)`
+and served by a `ScpiServer` on TCP (a VISA address, or a pyserial `socket://` URL
+for instruments on a serial line), or a model that serves itself (`start()`,
+`stop()`, `address`, optionally `client_environment()`; built with `port=` too),
+like the diffractometer's Channel Access IOC. `peers` names the models of other
+instruments this one is physically coupled to (the AFM sits on the temperature
+stage: its sample temperature and thermal drift come from there); they are built
+first and passed by keyword. A lab may build only some instruments
+(`instruments=`): those and, transitively, their peers.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from vegard.clock import InstrumentClock
 
 from .afm import AtomicForceMicroscope
 from .afm_controller import AfmController
+from .diffractometer_ioc import SimulatedDiffractometer
 from .lakeshore336 import LakeShore336
 from .lmno_cell import LmnoCell
+from .maxipix import MaxipixEmulator
 from .parameters import Parameter, resolve_parameters
 from .potentiostat import PotentiostatEmulator
 from .scpi_server import Instrument, ScpiServer
+from .sxdm_endstation import SxdmEndStation
 from .temperature_stage import TemperatureStage
+
+Transport = Literal["visa", "serial", "self"]
 
 
 class SimulatorModel(Protocol):
@@ -36,15 +46,37 @@ class SimulatorModel(Protocol):
     def ground_truth(self) -> dict[str, Any]: ...
 
 
+class Service(Protocol):
+    """Something the lab starts and stops, reached at `address`."""
+
+    @property
+    def address(self) -> str: ...
+
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class SimulatorKind:
-    """How to build one simulated instrument: its physics model and its wire emulator."""
+    """How to build one simulated instrument: its physics model and how it is reached."""
 
     model: type
-    emulator: type[Instrument]
+    emulator: type[Instrument] | None = None
+    """The wire emulator a `ScpiServer` serves (transports "visa" and "serial")."""
     peers: tuple[str, ...] = ()
-    serial: bool = False
-    """Reached like a serial-line instrument (pyserial `socket://` URL), not over VISA."""
+    transport: Transport = "visa"
+    """"visa": TCP, VISA socket address; "serial": TCP reached like a serial line (pyserial
+    `socket://` URL); "self": the model serves itself (`start`, `stop`, `address`)."""
+
+    def __post_init__(self) -> None:
+        if (self.transport == "self") != (self.emulator is None):
+            raise ValueError("an emulator is needed exactly when the model does not serve itself")
+
+    @property
+    def serial(self) -> bool:
+        """Reached like a serial-line instrument (pyserial `socket://` URL), not over VISA."""
+        return self.transport == "serial"
 
 
 SIMULATORS: dict[str, SimulatorKind] = {
@@ -52,9 +84,15 @@ SIMULATORS: dict[str, SimulatorKind] = {
     "afm": SimulatorKind(
         model=AtomicForceMicroscope, emulator=AfmController, peers=("temperature_stage",)
     ),
-    "potentiostat": SimulatorKind(model=LmnoCell, emulator=PotentiostatEmulator, serial=True),
+    "potentiostat": SimulatorKind(
+        model=LmnoCell, emulator=PotentiostatEmulator, transport="serial"
+    ),
+    "diffractometer": SimulatorKind(model=SimulatedDiffractometer, transport="self"),
+    "area_detector": SimulatorKind(
+        model=SxdmEndStation, emulator=MaxipixEmulator, peers=("potentiostat", "diffractometer")
+    ),
 }
-"""Instrument name (as in profiles) → how to simulate it."""
+"""Instrument name (as in profiles) → how to simulate it. Peers come before their users."""
 
 LAB_PARAMETER_SOURCE = "SimulatedLab(parameters=...)"
 
@@ -69,8 +107,49 @@ def parameter_specs() -> dict[str, list[Parameter]]:
     return {name: list(kind.model.PARAMETERS) for name, kind in SIMULATORS.items()}
 
 
+def with_peers(instruments: Iterable[str]) -> list[str]:
+    """The named instruments and, transitively, their peers, in `SIMULATORS` order."""
+    wanted = list(instruments)
+    unknown = sorted(set(wanted) - set(SIMULATORS))
+    if unknown:
+        raise ValueError(
+            f"unknown simulated instruments: {unknown} (known: {', '.join(SIMULATORS)})"
+        )
+    needed: set[str] = set()
+    while wanted:
+        name = wanted.pop()
+        if name not in needed:
+            needed.add(name)
+            wanted.extend(SIMULATORS[name].peers)
+    return [name for name in SIMULATORS if name in needed]
+
+
+class _ScpiService:
+    """A `ScpiServer`, with the form of address its instrument is reached by."""
+
+    def __init__(self, server: ScpiServer, serial: bool) -> None:
+        self.server = server
+        self.serial = serial
+
+    @property
+    def address(self) -> str:
+        return self.server.serial_url if self.serial else self.server.visa_address
+
+    def start(self) -> _ScpiService:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
 class SimulatedLab:
-    """Every simulated instrument, each served on loopback, sharing one instrument clock."""
+    """Simulated instruments, each served on loopback, sharing one instrument clock.
+
+    `instruments`: build only these and their peers (None: every kind). Parameters are
+    validated for every kind either way (those of kinds not built are not used), and
+    `ports` may name any known kind.
+    """
 
     def __init__(
         self,
@@ -78,6 +157,7 @@ class SimulatedLab:
         parameters: Mapping[str, Mapping[str, float]] | None = None,
         ports: Mapping[str, int] | None = None,
         seed: int = 0,
+        instruments: Iterable[str] | None = None,
     ) -> None:
         ports = dict(ports or {})
         unknown = sorted(set(ports) - set(SIMULATORS))
@@ -88,33 +168,44 @@ class SimulatedLab:
             parameter_specs(), parameters or {}, [], LAB_PARAMETER_SOURCE,
             profile_field_prefix="",
         )
+        built = list(SIMULATORS) if instruments is None else with_peers(instruments)
         self.models: dict[str, SimulatorModel] = {}
         self.instruments: dict[str, Instrument] = {}
-        self._servers: dict[str, ScpiServer] = {}
-        for name, kind in SIMULATORS.items():
+        self._services: dict[str, Service] = {}
+        for name in built:
+            kind = SIMULATORS[name]
             # Each instrument its own reproducible noise stream, independent of the others.
             peers = {peer: self.models[peer] for peer in kind.peers}
+            options: dict[str, Any] = {}
+            if kind.transport == "self":
+                options["port"] = ports.get(name, 0)
             model = kind.model(
-                clock, self.parameters[name], seed=[seed, zlib.crc32(name.encode())], **peers
-            )
+                clock, self.parameters[name], seed=[seed, zlib.crc32(name.encode())],
+                **peers, **options,
+            )  # fmt: skip
             self.models[name] = model
-            self.instruments[name] = kind.emulator(model)
-            self._servers[name] = ScpiServer(self.instruments[name], port=ports.get(name, 0))
+            if kind.emulator is None:
+                self._services[name] = model
+            else:
+                self.instruments[name] = kind.emulator(model)
+                server = ScpiServer(self.instruments[name], port=ports.get(name, 0))
+                self._services[name] = _ScpiService(server, kind.serial)
 
     def start(self) -> SimulatedLab:
-        started = []
+        started: list[Service] = []
         try:
-            for server in self._servers.values():
-                started.append(server.start())
+            for service in self._services.values():
+                service.start()
+                started.append(service)
         except BaseException:
-            for server in started:
-                server.stop()
+            for service in reversed(started):
+                service.stop()
             raise
         return self
 
     def stop(self) -> None:
-        for server in self._servers.values():
-            server.stop()
+        for service in reversed(list(self._services.values())):
+            service.stop()
 
     def __enter__(self) -> SimulatedLab:
         return self.start()
@@ -128,12 +219,27 @@ class SimulatedLab:
         self.stop()
 
     @property
+    def built(self) -> tuple[str, ...]:
+        """The instruments this lab simulates."""
+        return tuple(self.models)
+
+    @property
     def addresses(self) -> dict[str, str]:
-        """Instrument name → address a driver opens (VISA, or `socket://` for serial ones)."""
-        return {
-            name: server.serial_url if SIMULATORS[name].serial else server.visa_address
-            for name, server in self._servers.items()
-        }
+        """Instrument name → address a driver opens: VISA, `socket://` for serial ones,
+        `ca://<PV prefix>` for the diffractometer's IOC."""
+        return {name: service.address for name, service in self._services.items()}
+
+    def client_environment(self) -> dict[str, str]:
+        """Environment variables a client needs: the IOC's EPICS_CA_* (empty without one).
+
+        Needs the lab started (the IOC's search port may be chosen then).
+        """
+        environment: dict[str, str] = {}
+        for service in self._services.values():
+            variables = getattr(service, "client_environment", None)
+            if variables is not None:
+                environment.update(variables())
+        return environment
 
     def ground_truth(self) -> dict[str, dict[str, Any]]:
         return {name: model.ground_truth() for name, model in self.models.items()}

@@ -34,6 +34,11 @@ Poisson noise: peak pixels are drawn from their expectation (those expecting < 1
 stay at zero); background photons are scattered uniformly at random, which is Poisson per
 pixel.
 
+Motion blur. In a fly scan the beam moves during the exposure; `frames(..., path_um=...)`
+samples the footprint around each of the beam's positions over equal parts of the
+exposure, so the single Gaussian is drawn around the mean G over the swept area and widened
+by its spread (`footprint_g` gives that mean G, the ground truth of the frame).
+
 Speed. The Gaussian's exponent is a quadratic polynomial in the laboratory Q of the pixel,
 so the exponents of all positions, angles and pixels are matrix products of per-(position,
 angle) coefficients with 10 fixed pixel monomials. (Position, angle) pairs whose peak stays
@@ -44,6 +49,7 @@ angles × 64 × 64 pixels takes ≈ 0.1-0.15 s.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -166,6 +172,63 @@ class _Peaks:
     log_amplitude: np.ndarray  # (k,) expected counts at the centre (log)
 
 
+class FootprintG(NamedTuple):
+    """One phase's reciprocal vectors over the footprints of n beam positions."""
+
+    g: np.ndarray
+    """(n, 3) footprint-weighted mean G, sample frame, Å⁻¹ (NaN where the phase is absent)."""
+    weight: np.ndarray
+    """(n,) footprint-weighted strength × phase fraction (0 where absent)."""
+    covariance: np.ndarray
+    """(n, 3, 3) spread of G over the footprint (zero where absent)."""
+
+
+def footprint_g(
+    crystal: LmnoCrystal,
+    x_li: float,
+    points_xy_um: np.ndarray,
+    eta_deg: float,
+    *,
+    beam: NanoBeam | None = None,
+    phi_deg: float = 0.0,
+    path_um: np.ndarray | None = None,
+) -> dict[str, FootprintG]:
+    """What the frames at these positions are drawn around: phase → `FootprintG`.
+
+    Weights: beam × scattering strength × phase fraction over the footprint at incidence
+    `eta_deg`. `path_um` (n, m, 2), if given, are the beam's offsets from each point at m
+    equally long parts of the exposure (motion blur): the footprint is sampled around each.
+    """
+    beam = beam or NanoBeam()
+    points = np.asarray(points_xy_um, dtype=float).reshape(-1, 2)
+    n = points.shape[0]
+    offsets, beam_weight = beam.footprint(eta_deg, phi_deg)
+    if path_um is None:
+        samples = points[:, None, :] + offsets[None, :, :]  # (n, s, 2)
+    else:
+        path = np.asarray(path_um, dtype=float).reshape(n, -1, 2)
+        samples = (points[:, None, None, :] + path[:, :, None, :]
+                   + offsets[None, None, :, :]).reshape(n, -1, 2)
+        beam_weight = np.tile(beam_weight, path.shape[1]) / path.shape[1]
+    state = crystal.maps(x_li, samples)
+    normal = tilt_normal(state["tilt_x_deg"], state["tilt_y_deg"])  # (n, s, 3)
+    result = {}
+    for phase in PHASES:
+        weight = beam_weight * state["strength"] * state[f"{phase}_fraction"]  # (n, s)
+        total = weight.sum(axis=1)
+        g_mean, covariance = np.full((n, 3), np.nan), np.zeros((n, 3, 3))
+        active = np.flatnonzero(total > 0)
+        if active.size:
+            w = weight[active] / total[active, None]
+            g = (2.0 * math.pi / state[f"{phase}_d400_angstrom"][active])[..., None] * (
+                normal[active])
+            g_mean[active] = np.einsum("ns,nsi->ni", w, g)
+            spread = g - g_mean[active][:, None, :]
+            covariance[active] = np.einsum("ns,nsi,nsj->nij", w, spread, spread)
+        result[phase] = FootprintG(g_mean, total, covariance)
+    return result
+
+
 def _peaks(
     crystal: LmnoCrystal,
     x_li: float,
@@ -175,27 +238,24 @@ def _peaks(
     eta_mean_deg: float,
     phi_deg: float,
     photons: float,
+    path_um: np.ndarray | None = None,
+    footprint: Mapping[str, FootprintG] | None = None,
 ) -> _Peaks:
     c = crystal.parameters
     b = beam.parameters
-    offsets, beam_weight = beam.footprint(eta_mean_deg, phi_deg)
-    samples = points[:, None, :] + offsets[None, :, :]  # (n, s, 2)
-    state = crystal.maps(x_li, samples)
-    normal = tilt_normal(state["tilt_x_deg"], state["tilt_y_deg"])  # (n, s, 3)
     k = geometry.k_inv_angstrom
     pixel_area = geometry.pixel_q_step_inv_angstrom**2
+    if footprint is None:
+        footprint = footprint_g(crystal, x_li, points, eta_mean_deg, beam=beam,
+                                phi_deg=phi_deg, path_um=path_um)
     position, centre, precision, log_amplitude = [], [], [], []
     for phase in PHASES:
-        weight = beam_weight * state["strength"] * state[f"{phase}_fraction"]  # (n, s)
-        total = weight.sum(axis=1)
-        active = np.flatnonzero(total > 0)
+        active = np.flatnonzero(footprint[phase].weight > 0)
         if active.size == 0:
             continue
-        w = weight[active] / total[active, None]
-        g = (2.0 * math.pi / state[f"{phase}_d400_angstrom"][active])[..., None] * normal[active]
-        g_mean = np.einsum("ns,nsi->ni", w, g)
-        spread = g - g_mean[:, None, :]
-        footprint_cov = np.einsum("ns,nsi,nsj->nij", w, spread, spread)
+        g_mean = footprint[phase].g[active]
+        footprint_cov = footprint[phase].covariance[active]
+        total = footprint[phase].weight[active]
         g_norm = np.linalg.norm(g_mean, axis=-1)
         unit = g_mean / g_norm[:, None]
         sigma_r = np.sqrt(b["radial_resolution_sigma_inv_angstrom"] ** 2
@@ -210,7 +270,7 @@ def _peaks(
         # with n the exit-beam direction, at 90° − θ from G.
         sin_theta = np.clip(g_norm / (2.0 * k), 0.0, 1.0)
         exit_spread = np.sqrt(sigma_r**2 * sin_theta**2 + sigma_t**2 * (1.0 - sin_theta**2))
-        frame_counts = c["peak_frame_counts_per_photon"] * photons * total[active]
+        frame_counts = c["peak_frame_counts_per_photon"] * photons * total
         amplitude = frame_counts * pixel_area * exit_spread / (2.0 * math.pi * sigma_r
                                                                * sigma_t**2)
         widening = np.sqrt(np.linalg.det(intrinsic) / np.linalg.det(covariance))
@@ -240,14 +300,18 @@ def expected_counts(
     beam: NanoBeam | None = None,
     phi_deg: float = 0.0,
     background: bool = True,
+    path_um: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Noise-free counts, shape (n_points, n_eta, roi_rows, roi_cols), float64."""
+    """Noise-free counts, shape (n_points, n_eta, roi_rows, roi_cols), float64.
+
+    `path_um` as in `frames`.
+    """
     beam = beam or NanoBeam()
     points = np.asarray(points_xy_um, dtype=float).reshape(-1, 2)
     etas = np.atleast_1d(np.asarray(eta_deg_values, dtype=float))
     photons = exposure_s * flux_ph_per_s
     out = _peak_counts(crystal, x_li, points, etas, geometry, roi, nu_deg, delta_deg, photons,
-                       beam, phi_deg)
+                       beam, phi_deg, path_um)
     if background:
         out += beam.parameters["background_counts_per_pixel_per_photon"] * photons
     return out
@@ -268,14 +332,23 @@ def frames(
     *,
     beam: NanoBeam | None = None,
     phi_deg: float = 0.0,
+    path_um: np.ndarray | None = None,
+    footprint: Mapping[str, FootprintG] | None = None,
 ) -> np.ndarray:
-    """Photon counts (uint32), shape (n_points, n_eta, roi_rows, roi_cols), Poisson noise."""
+    """Photon counts (uint32), shape (n_points, n_eta, roi_rows, roi_cols), Poisson noise.
+
+    `path_um` (n_points, m, 2), optional: the beam's offsets from each point at the middle
+    of m equal parts of the exposure (a fly scan's motion blur). The footprint is then
+    sampled around each, so the peak is drawn around the mean G over the swept area.
+    `footprint`: `footprint_g` of the same points, mean eta, phi and path, if the caller
+    has it already (it is the costly part of a short line).
+    """
     beam = beam or NanoBeam()
     points = np.asarray(points_xy_um, dtype=float).reshape(-1, 2)
     etas = np.atleast_1d(np.asarray(eta_deg_values, dtype=float))
     photons = exposure_s * flux_ph_per_s
     peak = _peak_counts(crystal, x_li, points, etas, geometry, roi, nu_deg, delta_deg, photons,
-                        beam, phi_deg).ravel()
+                        beam, phi_deg, path_um, footprint).ravel()
     counts = np.zeros(peak.size, dtype=np.uint32)
     lit = np.flatnonzero(peak > _SMALLEST_EXPECTED_COUNTS)
     counts[lit] = rng.poisson(peak[lit])
@@ -299,19 +372,18 @@ def _peak_counts(
     photons: float,
     beam: NanoBeam,
     phi_deg: float,
+    path_um: np.ndarray | None = None,
+    footprint: Mapping[str, FootprintG] | None = None,
 ) -> np.ndarray:
     n_pixels = roi.n_rows * roi.n_cols
     out = np.zeros((points.shape[0], etas.size, n_pixels))
-    peaks = _peaks(crystal, x_li, points, beam, geometry, float(etas.mean()), phi_deg, photons)
+    peaks = _peaks(crystal, x_li, points, beam, geometry, float(etas.mean()), phi_deg, photons,
+                   path_um, footprint)
     if peaks.position.size == 0:
         return out.reshape(points.shape[0], etas.size, *roi.shape)
 
     # Pixel monomials of the centred laboratory Q: the exponent is linear in them.
-    q_lab = lab_q(geometry, nu_deg, delta_deg, roi.rows, roi.cols).reshape(-1, 3)
-    origin = q_lab.mean(axis=0)
-    x, y, z = (q_lab - origin).T
-    monomials = np.stack((x * x, y * y, z * z, 2 * x * y, 2 * x * z, 2 * y * z,
-                          x, y, z, np.ones_like(x)))  # (10, pixels)
+    origin, monomials = _pixel_monomials(geometry, float(nu_deg), float(delta_deg), roi)
 
     # Per (peak, eta): the Gaussian in the laboratory frame, centred on `origin`.
     rotation = sample_to_lab(etas, phi_deg)  # (e, 3, 3)
@@ -348,6 +420,22 @@ def _peak_counts(
             flat_out[target[chunk]] += values
         start = end
     return out.reshape(points.shape[0], etas.size, *roi.shape)
+
+
+@functools.lru_cache(maxsize=16)
+def _pixel_monomials(
+    geometry: DiffractometerGeometry, nu_deg: float, delta_deg: float, roi: DetectorRoi
+) -> tuple[np.ndarray, np.ndarray]:
+    """(origin, (10, pixels) monomials) of the ROI's centred laboratory Q; kept for the
+    latest few settings (a fly scan asks for the same ones line after line). Read-only."""
+    q_lab = lab_q(geometry, nu_deg, delta_deg, roi.rows, roi.cols).reshape(-1, 3)
+    origin = q_lab.mean(axis=0)
+    x, y, z = (q_lab - origin).T
+    monomials = np.stack((x * x, y * y, z * z, 2 * x * y, 2 * x * z, 2 * y * z,
+                          x, y, z, np.ones_like(x)))  # (10, pixels)
+    origin.flags.writeable = False
+    monomials.flags.writeable = False
+    return origin, monomials
 
 
 def _coarse_pixels(roi: DetectorRoi) -> np.ndarray:

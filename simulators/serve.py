@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import sys
 import threading
@@ -11,6 +12,8 @@ from .control import control_server
 from .lab import SimulatedLab
 
 CONTROL_NAME = "control"
+ENVIRONMENT_PREFIX = "export"
+"""Lines `export NAME=value`: the environment a client needs (Channel Access search)."""
 
 
 def serve_forever(
@@ -22,7 +25,10 @@ def serve_forever(
 ) -> None:
     """Start the lab and its control port, print the addresses, block, then stop cleanly.
 
-    Prints one `name address` line per instrument and one for the control port.
+    Prints one `name address` line per instrument (`diffractometer ca://SIM:DIFF:`), one
+    `export NAME=value` line per variable a client needs in its environment (the IOC's
+    EPICS_CA_*; two words per line like the others, and valid shell), and last one for
+    the control port.
     Returns on KeyboardInterrupt, SIGTERM (when called from the main thread), or
     when `stop` is set (for callers that run it in a thread).
     """
@@ -36,6 +42,8 @@ def serve_forever(
         control.start()
         for name, address in lab.addresses.items():
             print(f"{name} {address}", file=out)
+        for key, value in lab.client_environment().items():
+            print(f"{ENVIRONMENT_PREFIX} {key}={shlex.quote(value)}", file=out)
         print(f"{CONTROL_NAME} {control.visa_address}", file=out)
         out.flush()
         if in_main_thread:

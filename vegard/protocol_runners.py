@@ -15,6 +15,7 @@ from bluesky.utils import Msg
 
 from vegard.analysis.esm_map import EsmMapAnalysis
 from vegard.analysis.esm_temperature_series import EsmTemperatureSeriesAnalysis
+from vegard.analysis.sxdm_operando import SxdmOperandoAnalysis
 from vegard.analysis.temperature_steps import TemperatureStepsAnalysis
 from vegard.config.errors import ConfigError
 from vegard.config.profiles import Profile
@@ -26,6 +27,13 @@ from vegard.config.protocols import (
 )
 from vegard.instruments.afm_controller import ScanArea
 from vegard.instruments.lakeshore336 import HeaterRange
+from vegard.operando_sxdm_runner import (
+    DEVICES,
+    EstimateReport,
+    check_operando_sxdm,
+    ground_truth_maps,
+    plan_operando_sxdm,
+)
 from vegard.plans.band_excitation import (
     map_settings,
     three_excitation_map,
@@ -55,6 +63,9 @@ class ProtocolRunner:
     check: Callable[[Any, Profile, Path], None]
     plan: Callable[[Any, dict[str, Any], Profile, dict[str, Any]], Generator[Msg, Any, Any]]
     analyses: Callable[[FiguresFor | None], list[Analysis]]
+    ground_truth: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None
+    """Dry runs: extra truth from the simulator lab given the analysis result
+    (`{"maps": [...], "arrays": {name: array}}`; arrays go to the truth file)."""
 
 
 def _check_stage_temperatures(
@@ -231,6 +242,13 @@ RUNNERS: dict[str, ProtocolRunner] = {
         check=_check_esm_map,
         plan=_plan_esm_map,
         analyses=lambda figures_for: [EsmMapAnalysis(figures_for)],
+    ),
+    "operando_sxdm": ProtocolRunner(
+        devices=lambda protocol: DEVICES,
+        check=check_operando_sxdm,
+        plan=plan_operando_sxdm,
+        analyses=lambda figures_for: [SxdmOperandoAnalysis(figures_for), EstimateReport()],
+        ground_truth=ground_truth_maps,
     ),
     "temperature_steps": ProtocolRunner(
         devices=lambda protocol: ("temperature_stage",),

@@ -23,6 +23,10 @@ from vegard.config.errors import ConfigError
 from vegard.config.profiles import SIM_ADDRESS, Profile
 from vegard.config.protocols import Protocol
 from vegard.devices import DEVICE_BUILDERS, BuildContext, close_device
+from vegard.instruments.diffractometer import (
+    release_channel_access,
+    use_channel_access_environment,
+)
 from vegard.instruments.visa_connection import VisaConnection
 from vegard.progress import ProgressPrinter
 from vegard.protocol_runners import merged_analysis, run_metadata, runner_for
@@ -70,12 +74,17 @@ def build_lab(
     overrides: Sequence[str],
     clock: InstrumentClock,
     ports: dict[str, int] | None,
+    instruments: Sequence[str] | None = None,
 ) -> SimulatedLab:
-    """The simulators of a profile, parameters validated (profile, then --set overrides)."""
+    """The simulators of a profile, parameters validated (profile, then --set overrides).
+
+    `instruments`: only these (and the models they are coupled to); None = all.
+    """
     parameters = resolve_parameters(
         parameter_specs(), profile.simulation.parameters, list(overrides), profile_source
     )
-    return SimulatedLab(clock, parameters=parameters, ports=ports, seed=profile.simulation.seed)
+    return SimulatedLab(clock, parameters=parameters, ports=ports, seed=profile.simulation.seed,
+                        instruments=instruments)
 
 
 @dataclass
@@ -119,11 +128,13 @@ class Session:
             return follow_clock(self.profile.clock.follow)
         return InstrumentClock(self.speedup or self.profile.clock.speedup)
 
-    def _make_lab(self) -> SimulatedLab | None:
-        if not self.profile.simulated_devices():
+    def _make_lab(self, device_names: Sequence[str]) -> SimulatedLab | None:
+        simulated = [name for name in device_names if name in self.profile.simulated_devices()]
+        if not simulated:
             return None
         return build_lab(
-            self.profile, self.profile_source, self.simulator_overrides, self.clock, ports=None
+            self.profile, self.profile_source, self.simulator_overrides, self.clock, ports=None,
+            instruments=simulated,
         )
 
     def execute(self, protocol: Protocol, protocol_path: Path) -> RunOutcome:
@@ -137,12 +148,15 @@ class Session:
                     f"(protocol {protocol.protocol!r} needs it)"
                 )
         self.clock = self._make_clock()
-        self.lab = self._make_lab()  # validates simulator parameters before starting any
+        self.lab = self._make_lab(device_names)  # validates parameters before starting any
         wall_start_s = time.monotonic()
         devices: dict[str, Any] = {}
         try:
             if self.lab is not None:
                 self.lab.start()
+                environment = self.lab.client_environment()
+                use_channel_access_environment(environment)
+                self._uses_channel_access = bool(environment)
             run_engine = self._make_run_engine()
             devices = self._connect(device_names)
             analyses = runner.analyses(lambda uid: run_directory(self.data_dir, uid) / "figures")
@@ -173,7 +187,12 @@ class Session:
                 summary["reason"] = reason
             if self.lab is not None:
                 summary["ground_truth"] = self.lab.ground_truth()
-                truth_file = self._write_truth_arrays(uids)
+                extra_arrays = {}
+                if runner.ground_truth is not None:
+                    extra = runner.ground_truth(self.lab, summary["analysis"])
+                    extra_arrays = extra.pop("arrays", {})
+                    summary["ground_truth"].update(extra)
+                truth_file = self._write_truth_arrays(uids, extra_arrays)
                 if truth_file is not None:
                     summary["ground_truth_file"] = str(truth_file)
             return RunOutcome(summary=summary, exit_status=exit_status, reason=reason)
@@ -181,12 +200,16 @@ class Session:
             for device in devices.values():
                 close_device(device)
             if self.lab is not None:
+                if getattr(self, "_uses_channel_access", False):
+                    release_channel_access()  # before the IOC goes away
                 self.lab.stop()
 
-    def _write_truth_arrays(self, uids: Sequence[str]) -> Path | None:
+    def _write_truth_arrays(
+        self, uids: Sequence[str], extra: dict[str, Any] | None = None
+    ) -> Path | None:
         """Simulator truth maps (dry runs only) next to the last run's documents."""
         assert self.lab is not None
-        arrays = self.lab.truth_arrays()
+        arrays = {**self.lab.truth_arrays(), **(extra or {})}
         if not arrays or not uids:
             return None
         path = run_directory(self.data_dir, uids[-1]) / TRUTH_FILE

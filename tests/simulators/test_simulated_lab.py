@@ -118,8 +118,15 @@ def test_serve_forever_prints_addresses_and_stops_cleanly() -> None:
     while "control " not in out.getvalue():
         assert time.monotonic() < deadline, out.getvalue()
         time.sleep(0.01)
-    lines = dict(line.split(" ", 1) for line in out.getvalue().splitlines())
+    printed = [line.split(" ", 1) for line in out.getvalue().splitlines()]
+    assert all(len(words) == 2 for words in printed)  # `name address`, parsed by scripts
+    lines = dict(printed)
     assert lines["temperature_stage"] == lab.addresses["temperature_stage"]
+    assert lines["diffractometer"] == "ca://SIM:DIFF:"
+    exported = dict(value.split("=", 1) for key, value in printed if key == "export")
+    assert exported == lab.client_environment()
+    assert exported["EPICS_CA_AUTO_ADDR_LIST"] == "NO"
+    assert printed[-1][0] == "control"
     control_port = int(lines["control"].split("::")[2])
     with socket.create_connection(("127.0.0.1", control_port), timeout=2.0) as control:
         control.sendall(b"CLOCK?\n")
@@ -148,3 +155,56 @@ def test_serial_line_instruments_are_reached_by_a_pyserial_url(lab) -> None:
             connection.close()
 
     assert "POTENTIOSTAT" in asyncio.run(identity())
+
+
+def test_the_diffractometer_is_served_by_its_ioc_over_channel_access(lab) -> None:
+    from caproto.sync.client import read
+
+    assert lab.addresses["diffractometer"] == "ca://SIM:DIFF:"
+    ioc = lab.models["diffractometer"].ioc
+    assert ioc.running
+    environment = lab.client_environment()
+    assert environment == ioc.ca_address_env()
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in environment.items():
+            patch.setenv(key, value)
+        assert read("SIM:DIFF:ETA.RBV", timeout=2.0, repeater=False).data[0] == 17.68
+    assert lab.ground_truth()["diffractometer"]["positions"]["eta_deg"] == 17.68
+    assert lab.addresses["area_detector"].startswith("TCPIP0::127.0.0.1::")
+    assert lab.models["area_detector"].diffractometer is lab.models["diffractometer"]
+    assert lab.models["area_detector"].potentiostat is lab.models["potentiostat"]
+    json.dumps(lab.ground_truth())
+
+
+def test_the_ioc_search_port_can_be_fixed() -> None:
+    from vegard.simulators.diffractometer_ioc import free_port as free_udp_and_tcp_port
+
+    port = free_udp_and_tcp_port()
+    clock = InstrumentClock(speedup=FAST)
+    with SimulatedLab(clock, ports={"diffractometer": port}, instruments=["diffractometer"]) as lab:
+        assert lab.client_environment()["EPICS_CA_ADDR_LIST"] == f"127.0.0.1:{port}"
+    assert not lab.models["diffractometer"].running
+
+
+def test_a_subset_of_instruments_builds_their_peers_only() -> None:
+    clock = InstrumentClock(speedup=FAST)
+    with SimulatedLab(clock, instruments=["afm"]) as lab:
+        assert lab.built == ("temperature_stage", "afm")
+        assert set(lab.addresses) == {"temperature_stage", "afm"}
+        assert lab.client_environment() == {}  # no IOC started
+        assert set(lab.ground_truth()) == {"temperature_stage", "afm"}
+    detector_lab = SimulatedLab(clock, instruments=["area_detector"])
+    assert detector_lab.built == ("potentiostat", "diffractometer", "area_detector")
+    assert not detector_lab.models["diffractometer"].running  # built, not started
+    with pytest.raises(ValueError, match="unknown simulated instruments"):
+        SimulatedLab(clock, instruments=["levitator"])
+
+
+def test_parameters_of_instruments_not_built_are_still_checked() -> None:
+    clock = InstrumentClock(speedup=FAST)
+    with pytest.raises(SimulatorParameterError, match=r"area_detector\.detector_distance_m"):
+        SimulatedLab(clock, {"area_detector": {"detector_distance_m": 9.0}}, instruments=["afm"])
+    lab = SimulatedLab(clock, {"area_detector": {"detector_distance_m": 2.0}},
+                       instruments=["area_detector"])
+    assert lab.models["area_detector"].geometry(10000.0).distance_m == 2.0
+    assert set(SIMULATORS) >= {"diffractometer", "area_detector"}

@@ -45,7 +45,7 @@ def test_shipped_protocols_pass_the_profile_checks() -> None:
     ("roi_pixels: [64, 160]", "roi_pixels: [64, 600]",
      "detector.roi_pixels[1] = 600 is not valid: allowed: value ≤ 512"),
     ("center_um: [0.0, 0.0]", "center_um: [48.0, 0.0]",
-     "map x: |center| + size/2 = 51 µm is not valid: allowed: ≤ 50 µm"),
+     "map x: |center| + size/2 = 50.25 µm is not valid: allowed: ≤ 50 µm"),
 ])
 def test_limits_are_refused_naming_file_field_value_and_range(tmp_path, old, new, expected):
     path = edited(tmp_path, old, new)
@@ -63,8 +63,9 @@ def test_malformed_c_rate_is_a_validation_error(tmp_path) -> None:
 
 def test_raster_pixels_are_centred_in_the_field() -> None:
     settings = map_settings_of(load_protocol(PROTOCOL), PROFILE)
-    assert len(settings.x_um) == 12 and settings.pixel_step_um == pytest.approx(0.5)
-    assert settings.x_um[0] == pytest.approx(-2.75) and settings.y_um[-1] == pytest.approx(2.75)
+    assert len(settings.x_um) == 10 and settings.pixel_step_um == pytest.approx(0.45)
+    assert settings.x_um[0] == pytest.approx(-2.025) and settings.y_um[-1] == pytest.approx(
+        4.5 / 2 - 4.5 / 16)
     assert settings.roi.shape == (64, 160)
     # centred on the direct-beam pixel
     assert settings.roi.row_start + 31.5 == pytest.approx(255.5, abs=0.5)
