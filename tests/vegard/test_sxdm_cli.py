@@ -102,3 +102,30 @@ def test_full_size_dry_run_reports_the_estimate_without_frames(tmp_path) -> None
     assert 28 <= estimate["map_duration_min"] <= 33 and estimate["maps"] == 30
     assert estimate["data_volume_gb"] > 100
     assert not list((tmp_path / "store").rglob("*.h5"))
+
+
+def test_a_fault_mid_run_leaves_the_cell_at_rest_and_the_detector_disarmed(tmp_path) -> None:
+    """No Bragg peak anywhere (a dead crystal): the first peak search fails mid-run, after
+    the charge has started. The run is recorded as failed, the cell is at open circuit, the
+    detector is not armed and no axis is left moving."""
+    from vegard.config.profiles import load_profile
+    from vegard.config.protocols import load_protocol
+    from vegard.session import Session
+
+    session = Session(
+        profile=load_profile(REPOSITORY / "configs/profiles/sim.yaml"),
+        data_dir=tmp_path / "store", dry_run=True, show_progress=False,
+        simulator_overrides=["area_detector.peak_frame_counts_per_photon=0",
+                             "area_detector.background_counts_per_pixel_per_photon=0"],
+    )
+    outcome = session.execute(load_protocol(PROTOCOL), PROTOCOL)
+    assert outcome.exit_status == "fail"
+    assert "no counts" in outcome.reason
+    truth = outcome.summary["ground_truth"]
+    assert truth["potentiostat"]["mode"] == "rest"
+    assert truth["potentiostat"]["charge_mah"] > 0  # the charge had started
+    log = session.lab.command_log("area_detector")
+    assert log[-2:] == ["ABOR", "STAT?"]  # disarmed last, and the state read back
+    assert session.lab.instruments["area_detector"].armed is None
+    assert truth["diffractometer"]["moving"] == []
+    assert list((tmp_path / "store").rglob("documents.jsonl"))
