@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .replies import parse_float, parse_floats, parse_ints
+from .replies import parse_floats
+from .text_driver import TextDriver
 from .visa_connection import InstrumentReplyError, VisaConnection
 
 EXCITATION_TOKENS = {"lf_dc_plus": "LFDCP", "lf_dc_minus": "LFDCM", "hf_lf": "HFLF"}
@@ -56,33 +57,13 @@ class ScanLine:
     topography_nm: np.ndarray
 
 
-class BandExcitationAfmController:
+class BandExcitationAfmController(TextDriver):
     """Coroutines for every controller setting and acquisition vegard uses."""
 
-    def __init__(self, connection: VisaConnection, *, speedup: float = 1.0) -> None:
-        """`speedup`: instrument time per wall second (1 at a real instrument), used to size
-        the timeout of acquisitions that take instrument time."""
-        self.connection = connection
-        self.speedup = speedup
-
-    @property
-    def name(self) -> str:
-        return self.connection.name
+    connection: VisaConnection
 
     async def connect(self) -> str:
         return await self.connection.identify("BE-AFM", "a band-excitation AFM")
-
-    async def _floats(self, command: str, count: int) -> list[float]:
-        reply = await self.connection.query(command)
-        return parse_floats(reply, count, instrument=self.name, command=command)
-
-    async def _float(self, command: str) -> float:
-        reply = await self.connection.query(command)
-        return parse_float(reply, instrument=self.name, command=command)
-
-    async def _ints(self, command: str, count: int) -> list[int]:
-        reply = await self.connection.query(command)
-        return parse_ints(reply, count, instrument=self.name, command=command)
 
     # ------------------------------------------------------------------ scanner
 

@@ -23,7 +23,7 @@ import numpy as np
 from vegard.diffraction_geometry import DetectorRoi
 
 from .errors import InstrumentReplyError
-from .replies import parse_float, parse_floats, parse_ints
+from .text_driver import TextDriver
 from .visa_connection import VisaConnection
 
 FRAME_DTYPE = np.dtype("<u2")
@@ -48,37 +48,23 @@ class FrameSet:
     start_times_s: np.ndarray  # (n,)
 
 
-class AreaDetectorDriver:
+class AreaDetectorDriver(TextDriver):
     """Coroutines for the detector settings and acquisitions vegard uses."""
 
-    def __init__(self, connection: VisaConnection, *, speedup: float = 1.0) -> None:
-        """`speedup`: instrument time per wall second (1 at a real detector), used to size
-        the reply timeout of acquisitions."""
-        self.connection = connection
-        self.speedup = speedup
-
-    @property
-    def name(self) -> str:
-        return self.connection.name
+    connection: VisaConnection
 
     async def connect(self) -> str:
         return await self.connection.identify("MAXIPIX", "a Maxipix area detector")
-
-    async def _ints(self, command: str, count: int) -> list[int]:
-        reply = await self.connection.query(command)
-        return parse_ints(reply, count, instrument=self.name, command=command)
 
     async def size_pixels(self) -> tuple[int, int]:
         rows, cols = await self._ints("DET:SIZE?", 2)
         return rows, cols
 
     async def pixel_size_m(self) -> float:
-        return parse_float(await self.connection.query("DET:PIXS?"), instrument=self.name,
-                           command="DET:PIXS?")
+        return await self._float("DET:PIXS?")
 
     async def dead_time_s(self) -> float:
-        return parse_float(await self.connection.query("DEAD?"), instrument=self.name,
-                           command="DEAD?")
+        return await self._float("DEAD?")
 
     async def set_roi(self, roi: DetectorRoi) -> None:
         await self.connection.write(
@@ -91,8 +77,7 @@ class AreaDetectorDriver:
         await self.connection.write(f"EXPO {exposure_s:.9g}")
 
     async def exposure_s(self) -> float:
-        return parse_float(await self.connection.query("EXPO?"), instrument=self.name,
-                           command="EXPO?")
+        return await self._float("EXPO?")
 
     async def arm_internal(self, frames: int) -> None:
         """Frames back to back from now (exposure + dead time apart)."""
@@ -135,7 +120,5 @@ class AreaDetectorDriver:
             raise InstrumentReplyError(
                 self.name, command, f"<block of {counts.size} counts>",
                 f"{frames} frames of {roi.n_rows} × {roi.n_cols}")
-        times_command = "FRAM:TIME?"
-        times = parse_floats(await self.connection.query(times_command), frames,
-                             instrument=self.name, command=times_command)
+        times = await self._floats("FRAM:TIME?", frames)
         return FrameSet(counts.reshape(frames, *roi.shape), np.asarray(times))

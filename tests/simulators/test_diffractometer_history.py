@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
-from caproto.sync.client import read, write
+from ca_client import get, put, wait_until
 
 from vegard.simulators.diffractometer_ioc import (
     Move,
@@ -17,21 +15,6 @@ from vegard.simulators.diffractometer_ioc import (
 )
 
 SAMX = "SIM:DIFF:SAMX"
-
-
-def get(pv: str) -> Any:
-    return read(pv, timeout=2.0, repeater=False).data[0]
-
-
-def put(pv: str, value: Any, *, wait: bool = True) -> None:
-    write(pv, value, notify=wait, timeout=5.0, repeater=False)
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.002)
 
 
 @pytest.fixture

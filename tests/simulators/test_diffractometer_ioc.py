@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from ca_client import get, put, wait_until
 from caproto import CaprotoTimeoutError, ErrorResponseReceived
-from caproto.sync.client import read, write
+from caproto.sync.client import read
 
 from vegard.clock import InstrumentClock
 from vegard.simulators.diffractometer_ioc import (
@@ -28,23 +29,6 @@ MOTOR_FIELDS = (
     "MRES SREV UREV ERES OFF FOFF SET HLS LLS OUT LVIO"
 ).split()
 """Every field ophyd-async 0.21's Motor connects to, plus MOVN, DESC and LVIO."""
-
-
-def get(pv: str, timeout_s: float = 2.0) -> Any:
-    value = read(pv, timeout=timeout_s, repeater=False).data[0]
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def put(pv: str, value: Any, *, wait: bool = True) -> None:
-    write(pv, value, notify=wait, timeout=5.0, repeater=False)
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:
-    """Poll the IOC until `condition` holds (its motion loop runs in its own thread)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.005)
 
 
 @pytest.fixture

@@ -1,0 +1,33 @@
+"""What the drivers of text-protocol instruments share: the channel, its name, strict numbers."""
+
+from __future__ import annotations
+
+from .line_channel import LineChannel
+from .replies import parse_float, parse_floats, parse_ints
+
+
+class TextDriver:
+    """A driver over one line channel; replies that are not the numbers promised raise
+    `InstrumentReplyError` naming the instrument and the command."""
+
+    def __init__(self, connection: LineChannel, *, speedup: float = 1.0) -> None:
+        """`speedup`: instrument time per wall second (1 at a real instrument), used to size
+        the reply timeout of commands that take instrument time."""
+        self.connection = connection
+        self.speedup = speedup
+
+    @property
+    def name(self) -> str:
+        return self.connection.name
+
+    async def _float(self, command: str) -> float:
+        reply = await self.connection.query(command)
+        return parse_float(reply, instrument=self.name, command=command)
+
+    async def _floats(self, command: str, count: int) -> list[float]:
+        reply = await self.connection.query(command)
+        return parse_floats(reply, count, instrument=self.name, command=command)
+
+    async def _ints(self, command: str, count: int) -> list[int]:
+        reply = await self.connection.query(command)
+        return parse_ints(reply, count, instrument=self.name, command=command)
