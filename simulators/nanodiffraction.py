@@ -277,7 +277,8 @@ def _peaks(
         position.append(active)
         centre.append(g_mean)
         precision.append(np.linalg.inv(covariance))
-        log_amplitude.append(np.log(amplitude * widening))
+        with np.errstate(divide="ignore"):  # a crystal that does not scatter: log 0 = -inf
+            log_amplitude.append(np.log(amplitude * widening))
     if not position:
         empty = np.zeros((0, 3))
         return _Peaks(np.zeros(0, dtype=int), empty, np.zeros((0, 3, 3)), np.zeros(0))
