@@ -28,6 +28,7 @@ from vegard.diffraction_geometry import (
     bragg_angles,
     bragg_eta_deg,
     pixel_q,
+    rocking_angles_deg,
 )
 from vegard.instruments.area_detector import AreaDetector
 from vegard.instruments.area_detector_driver import PositionTrigger
@@ -58,13 +59,6 @@ class BraggPeak:
     delta_deg: float
     counts: float
     """Counts in the peak region (summed over the search positions)."""
-
-
-def centred_roi(geometry: DiffractometerGeometry, rows: int, cols: int) -> DetectorRoi:
-    """A `rows` × `cols` ROI centred on the direct-beam pixel (clipped to the detector)."""
-    row0 = int(np.clip(round(geometry.center_row - (rows - 1) / 2), 0, geometry.pixels[0] - rows))
-    col0 = int(np.clip(round(geometry.center_col - (cols - 1) / 2), 0, geometry.pixels[1] - cols))
-    return DetectorRoi(row0, col0, rows, cols)
 
 
 def peak_from_volume(
@@ -110,7 +104,7 @@ def find_bragg_peak(
 ):
     """Fly eta at each search position, sum the frames, return the `BraggPeak` (a plan)."""
     points = round(2 * settings.half_range_deg / settings.step_deg) + 1
-    etas = eta_center_deg + settings.step_deg * (np.arange(points) - (points - 1) / 2.0)
+    etas = rocking_angles_deg(eta_center_deg, points, settings.step_deg)
     run_up = settings.step_deg
     total = np.zeros((points, *settings.roi.shape))
     yield from bps.mv(diffractometer.delta_deg, delta_deg, diffractometer.nu_deg, nu_deg)

@@ -75,16 +75,11 @@ def operando_sxdm(
     detector.check_exposure(map_settings.exposure_s)
     detector.check_exposure(search.exposure_s)
     monitor_stream = f"{potentiostat.name}_monitor"
-    geometry_md = {
-        "distance_m": geometry.distance_m, "pixel_size_m": geometry.pixel_size_m,
-        "pixels": list(geometry.pixels), "center_row": geometry.center_row,
-        "center_col": geometry.center_col,
-    }
     metadata = {
         "plan_name": "operando_sxdm",
         "progress": {"stream": ALIGNMENT_STREAM, "total": None, "unit": "map"},  # until the limit
         "sxdm": {
-            **sxdm_metadata(map_settings, geometry_md, detector, diffractometer, monitor_stream),
+            **sxdm_metadata(map_settings, geometry, detector, diffractometer, monitor_stream),
             "maps_planned": max_maps,
             "charge": {"current_a": charge.current_a, "voltage_limit_v": charge.voltage_limit_v},
             "alignment_stream": ALIGNMENT_STREAM,

@@ -26,7 +26,7 @@ import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
 
-from vegard.diffraction_geometry import DetectorRoi
+from vegard.diffraction_geometry import DetectorRoi, DiffractometerGeometry, rocking_angles_deg
 from vegard.instruments.area_detector import AreaDetector, FlyLineSettings
 from vegard.instruments.area_detector_driver import PositionTrigger
 from vegard.instruments.diffractometer import Diffractometer
@@ -58,8 +58,7 @@ class RockingMapSettings:
         return float(self.x_um[1] - self.x_um[0])
 
     def eta_deg(self, eta_center_deg: float) -> np.ndarray:
-        offsets = np.arange(self.rocking_points) - (self.rocking_points - 1) / 2.0
-        return eta_center_deg + self.rocking_step_deg * offsets
+        return rocking_angles_deg(eta_center_deg, self.rocking_points, self.rocking_step_deg)
 
     @property
     def lines(self) -> int:
@@ -76,13 +75,17 @@ def raster_axis_um(center_um: float, size_um: float, pixels: int) -> tuple[float
     return tuple(float(center_um + step * (i - (pixels - 1) / 2.0)) for i in range(pixels))
 
 
-def sxdm_metadata(settings: RockingMapSettings, geometry: dict[str, Any],
+def sxdm_metadata(settings: RockingMapSettings, geometry: DiffractometerGeometry,
                   detector: AreaDetector, diffractometer: Diffractometer,
                   cell_stream: str | None, threshold_counts: float = 1.0) -> dict[str, Any]:
     """What the analysis needs to place every frame (the `sxdm` start-document key)."""
     roi = settings.roi
     return {
-        "geometry": geometry,
+        "geometry": {
+            "distance_m": geometry.distance_m, "pixel_size_m": geometry.pixel_size_m,
+            "pixels": list(geometry.pixels), "center_row": geometry.center_row,
+            "center_col": geometry.center_col,
+        },
         "roi": [roi.row_start, roi.col_start, roi.n_rows, roi.n_cols],
         "map": {"x_um": list(settings.x_um), "y_um": list(settings.y_um)},
         "rocking": {"points": settings.rocking_points, "step_deg": settings.rocking_step_deg},
@@ -137,7 +140,7 @@ def rocking_map(
     settings: RockingMapSettings,
     *,
     eta_center_deg: float,
-    geometry: dict[str, Any],
+    geometry: DiffractometerGeometry,
     md: dict[str, Any] | None = None,
 ):
     """One rocking map as its own run; the detector is disarmed on every exit."""

@@ -60,8 +60,10 @@ import numpy as np
 from vegard.diffraction_geometry import (
     DetectorRoi,
     DiffractometerGeometry,
+    centred_roi,
     detector_angles_for_specular,
     lab_q,
+    rocking_angles_deg,
     sample_to_lab,
 )
 
@@ -147,19 +149,14 @@ def detector_setting_for(
     ROI is centred there (clipped to the detector).
     """
     eta, delta = detector_angles_for_specular(d400_angstrom, geometry.energy_ev)
-    n_rows, n_cols = roi_shape
-    row0 = int(np.clip(round(geometry.center_row - (n_rows - 1) / 2), 0,
-                       geometry.pixels[0] - n_rows))
-    col0 = int(np.clip(round(geometry.center_col - (n_cols - 1) / 2), 0,
-                       geometry.pixels[1] - n_cols))
-    return DetectorSetting(0.0, delta, eta, DetectorRoi(row0, col0, n_rows, n_cols))
+    return DetectorSetting(0.0, delta, eta, centred_roi(geometry, *roi_shape))
 
 
 def rocking_eta_deg(
     eta_center_deg: float, points: int = ROCKING_POINTS, step_deg: float = ROCKING_STEP_DEG
 ) -> np.ndarray:
     """Rocking angles centred on `eta_center_deg`."""
-    return eta_center_deg + step_deg * (np.arange(points) - (points - 1) / 2.0)
+    return rocking_angles_deg(eta_center_deg, points, step_deg)
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,19 @@ class DetectorRoi:
         return (self.n_rows, self.n_cols)
 
 
+def centred_roi(geometry: DiffractometerGeometry, rows: int, cols: int) -> DetectorRoi:
+    """A `rows` × `cols` ROI centred on the direct-beam pixel (clipped to the detector): where
+    a symmetric setting puts the Bragg peak."""
+    row0 = int(np.clip(round(geometry.center_row - (rows - 1) / 2), 0, geometry.pixels[0] - rows))
+    col0 = int(np.clip(round(geometry.center_col - (cols - 1) / 2), 0, geometry.pixels[1] - cols))
+    return DetectorRoi(row0, col0, rows, cols)
+
+
+def rocking_angles_deg(center_deg: float, points: int, step_deg: float) -> np.ndarray:
+    """`points` angles `step_deg` apart, centred on `center_deg`."""
+    return center_deg + step_deg * (np.arange(points) - (points - 1) / 2.0)
+
+
 def rotation_minus_y(angle_deg: np.ndarray | float) -> np.ndarray:
     """Right-handed rotation about −y by the angle(s); shape (..., 3, 3)."""
     a = np.radians(np.asarray(angle_deg, dtype=float))

@@ -13,9 +13,9 @@ import numpy as np
 from vegard.config.errors import ConfigError
 from vegard.config.profiles import Profile
 from vegard.config.protocols import OperandoSxdmProtocol
-from vegard.diffraction_geometry import DiffractometerGeometry, bragg_angles
+from vegard.diffraction_geometry import DiffractometerGeometry, bragg_angles, centred_roi
 from vegard.instruments.potentiostat import c_rate_current_a
-from vegard.plans.bragg_peak_search import PeakSearchSettings, centred_roi, spread_positions_um
+from vegard.plans.bragg_peak_search import PeakSearchSettings, spread_positions_um
 from vegard.plans.operando_sxdm import ChargeSettings, operando_sxdm
 from vegard.plans.rocking_map import RockingMapSettings, raster_axis_um
 from vegard.sxdm_estimate import estimate_operando_sxdm
@@ -78,10 +78,11 @@ def check_operando_sxdm(protocol: OperandoSxdmProtocol, profile: Profile, path: 
             raise ConfigError(
                 f"{path}: map {axis}: |center| + size/2 = {reach_um:g} µm is not valid: "
                 f"allowed: ≤ {half_range_um:g} µm (sample piezo range {where})")
-    if protocol.start_d400_angstrom < geometry_of(profile).wavelength_angstrom / 2:
+    shortest_d = geometry_of(profile).wavelength_angstrom / 2
+    if protocol.start_d400_angstrom < shortest_d:
         raise ConfigError(
             f"{path}: start_d400_angstrom = {protocol.start_d400_angstrom:g} Å is not valid: "
-            f"allowed: ≥ λ/2 = {geometry_of(profile).wavelength_angstrom / 2:.4g} Å at "
+            f"allowed: ≥ λ/2 = {shortest_d:.4g} Å at "
             f"{ENERGY_EV:g} eV (no Bragg reflection otherwise)")
 
 

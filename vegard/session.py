@@ -107,6 +107,8 @@ class Session:
     profile_source: str = "profile"
     clock: InstrumentClock = field(init=False)
     lab: SimulatedLab | None = field(init=False, default=None)
+    _uses_channel_access: bool = field(init=False, default=False)
+    """A simulated IOC is served: close libca's context before stopping it."""
 
     def __post_init__(self) -> None:
         if self.speedup is not None and not self.speedup > 0:
@@ -200,7 +202,7 @@ class Session:
             for device in devices.values():
                 close_device(device)
             if self.lab is not None:
-                if getattr(self, "_uses_channel_access", False):
+                if self._uses_channel_access:
                     release_channel_access()  # before the IOC goes away
                 self.lab.stop()
 

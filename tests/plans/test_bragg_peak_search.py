@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vegard.diffraction_geometry import DiffractometerGeometry, bragg_angles
-from vegard.plans.bragg_peak_search import centred_roi, peak_from_volume
+from vegard.diffraction_geometry import DiffractometerGeometry, bragg_angles, centred_roi
+from vegard.plans.bragg_peak_search import peak_from_volume
 from vegard.simulators.lmno_crystal import LmnoCrystal
 from vegard.simulators.nanodiffraction import frames
 
