@@ -76,9 +76,7 @@ class BandExcitationAfmController(TextDriver):
 
     async def scan_area(self) -> ScanArea:
         command = "SCAN:CENT?;SCAN:SIZE?;SCAN:PIX?"
-        reply = await self.connection.query(command)
-        cx, cy, w, h, nx, ny = parse_floats(
-            reply.replace(";", ","), 6, instrument=self.name, command=command)
+        cx, cy, w, h, nx, ny = await self._floats_of_replies(command, 6)
         return ScanArea(cx, cy, w, h, int(nx), int(ny))
 
     async def move_tip(self, x_nm: float, y_nm: float) -> None:
@@ -122,12 +120,28 @@ class BandExcitationAfmController(TextDriver):
 
     async def make_safe(self) -> tuple[bool, float, float]:
         """Output off, DC and AC to 0 V in one line; returns what the controller then reports."""
-        await self.connection.write("BIAS:OUTP 0;BIAS:DC 0;BIAS:AC 0")
-        command = "BIAS:OUTP?;BIAS:DC?;BIAS:AC?"
-        reply = await self.connection.query(command)
-        output, dc, ac = parse_floats(
-            reply.replace(";", ","), 3, instrument=self.name, command=command)
+        output, dc, ac = await self.connection.until_confirmed("tip bias off", self._unbias)
         return bool(output), dc, ac
+
+    async def park(self) -> bool:
+        """Tip lifted off the surface, scanner idle; returns whether the controller says so."""
+
+        async def lift() -> bool:
+            await self.connection.write("SCAN:PARK")
+            (parked,) = await self._ints("SCAN:PARK?", 1)
+            return bool(parked)
+
+        return await self.connection.until_confirmed("scanner park", lift)
+
+    async def _unbias(self) -> list[float]:
+        await self.connection.write("BIAS:OUTP 0;BIAS:DC 0;BIAS:AC 0")
+        return await self._floats_of_replies("BIAS:OUTP?;BIAS:DC?;BIAS:AC?", 3)
+
+    async def _floats_of_replies(self, command: str, count: int) -> list[float]:
+        """The numbers answered to several `;`-joined queries, as one list."""
+        return await self.connection.query(
+            command, lambda reply: parse_floats(
+                reply.replace(";", ","), count, instrument=self.name, command=command))
 
     # ------------------------------------------------------------------ band excitation
 
@@ -141,9 +155,7 @@ class BandExcitationAfmController(TextDriver):
 
     async def settings(self) -> BandExcitationSettings:
         command = "BE:BAND?;BE:BINS?;BE:CHIRP?;BE:AVER?;BE:DCOF?"
-        reply = await self.connection.query(command)
-        low, high, bins, chirp, averages, dc = parse_floats(
-            reply.replace(";", ","), 6, instrument=self.name, command=command)
+        low, high, bins, chirp, averages, dc = await self._floats_of_replies(command, 6)
         tokens_reply = await self.connection.query("BE:SEQ?")
         try:
             excitations = tuple(EXCITATIONS_BY_TOKEN[t.strip()] for t in tokens_reply.split(","))

@@ -59,8 +59,8 @@ class LakeShore336:
         return await self.connection.identify("336", "a LakeShore Model 336")
 
     async def _query_float(self, command: str) -> float:
-        reply = await self.connection.query(command)
-        return parse_float(reply, instrument=self.name, command=command)
+        return await self.connection.query(
+            command, lambda reply: parse_float(reply, instrument=self.name, command=command))
 
     async def temperature_k(self) -> float:
         return await self._query_float(f"KRDG? {self.control_input}")
@@ -79,9 +79,8 @@ class LakeShore336:
 
     async def ramp(self) -> RampSetting:
         command = f"RAMP? {self.output}"
-        enabled, rate = parse_floats(
-            await self.connection.query(command), 2, instrument=self.name, command=command
-        )
+        enabled, rate = await self.connection.query(
+            command, lambda reply: parse_floats(reply, 2, instrument=self.name, command=command))
         return RampSetting(enabled=bool(enabled), rate_k_per_min=rate)
 
     async def set_ramp(self, enabled: bool, rate_k_per_min: float) -> None:
@@ -96,11 +95,15 @@ class LakeShore336:
 
     async def heater_range(self) -> HeaterRange:
         command = f"RANGE? {self.output}"
-        reply = await self.connection.query(command)
-        try:
-            return _RANGES_BY_CODE[int(reply)]
-        except (ValueError, KeyError):
-            raise InstrumentReplyError(self.name, command, reply, "a range code 0-3") from None
+
+        def parse(reply: str) -> HeaterRange:
+            try:
+                return _RANGES_BY_CODE[int(reply)]
+            except (ValueError, KeyError):
+                raise InstrumentReplyError(
+                    self.name, command, reply, "a range code 0-3") from None
+
+        return await self.connection.query(command, parse)
 
     async def set_heater_range(self, heater_range: HeaterRange) -> None:
         code = _RANGE_CODES[HeaterRange(heater_range)]
@@ -108,9 +111,8 @@ class LakeShore336:
 
     async def pid(self) -> PidGains:
         command = f"PID? {self.output}"
-        p, i, d = parse_floats(
-            await self.connection.query(command), 3, instrument=self.name, command=command
-        )
+        p, i, d = await self.connection.query(
+            command, lambda reply: parse_floats(reply, 3, instrument=self.name, command=command))
         return PidGains(p, i, d)
 
     async def set_pid(self, gains: PidGains) -> None:

@@ -3,21 +3,56 @@
 Subclasses (`VisaConnection` over pyvisa, `SerialConnection` over pyserial)
 implement the blocking exchange; the coroutines here run it in a worker thread
 so a slow instrument never blocks the RunEngine's event loop.
+
+Faults on the wire are handled here, once for every driver:
+
+- every exchange has the channel's timeout;
+- a failed exchange closes the channel, and the next exchange opens it again
+  (reconnect after a dropped connection; a reply arriving after a timeout can never
+  answer a later query on a fresh connection);
+- a query is retried, with back-off, only when the driver says it is idempotent
+  (`idempotent=True`, the default for `query`): reading a temperature twice is harmless,
+  reading the error queue or a scan line twice is not. `parse` runs inside the retry, so
+  a garbled number is retried like a lost reply. Writes are never retried.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, overload
 
-from .errors import InstrumentReplyError
+from .errors import InstrumentCommunicationError, InstrumentReplyError
+
+LOG = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+QUERY_ATTEMPTS = 3
+"""Tries of an idempotent query before its error is raised (one try plus two retries)."""
+RETRY_BACKOFF_S = 0.05
+"""Wall-clock pause before the first retry; doubled before each further one. The network is
+real even in a dry run, so this is wall time, not instrument time."""
 
 
 class LineChannel:
-    """Async open/query/write and the `*IDN?` check on top of blocking exchanges."""
+    """Async open/query/write with reconnect and bounded retries, and the `*IDN?` check."""
 
     name: str
+    attempts: int = QUERY_ATTEMPTS
+    retries_made: int = 0
+    """Retries so far (for the fault matrix and the log)."""
+    reconnects_made: int = 0
 
     def open_blocking(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def is_open(self) -> bool:
         raise NotImplementedError
 
     def query_blocking(self, command: str) -> str:
@@ -28,12 +63,87 @@ class LineChannel:
 
     async def open(self) -> None:
         await asyncio.to_thread(self.open_blocking)
+        self._was_opened = True
 
-    async def query(self, command: str) -> str:
-        return await asyncio.to_thread(self.query_blocking, command)
+    def reopen_if_dropped(self, command: str) -> None:
+        """Open again a channel that an earlier failure closed (called before each exchange).
+
+        A channel never opened stays closed: using it before `open` is a programming error.
+        """
+        if self.is_open or not getattr(self, "_was_opened", False):
+            return
+        LOG.warning("%s: reconnecting before %r", self.name, command)
+        self.reconnects_made += 1
+        self.open_blocking()
+
+    def exchange_failed(self, command: str, error: Exception) -> None:
+        """Close after any failed exchange, so the next one starts on a fresh connection."""
+        LOG.warning("%s: %r failed (%s); closing the connection", self.name, command, error)
+        self.close()
+
+    @overload
+    async def query(self, command: str, parse: None = None, *, idempotent: bool = True) -> str:
+        ...
+
+    @overload
+    async def query(
+        self, command: str, parse: Callable[[str], T], *, idempotent: bool = True
+    ) -> T: ...
+
+    async def query(self, command, parse=None, *, idempotent=True):
+        """Send `command`, return its reply (through `parse`, which raises on a bad reply).
+
+        Idempotent queries are tried `attempts` times with doubling back-off; the last
+        error is raised as it came (it names instrument, command and reason).
+        """
+        attempts = self.attempts if idempotent else 1
+        for attempt in range(attempts):
+            try:
+                reply = await asyncio.to_thread(self._query_reconnecting, command)
+                return reply if parse is None else parse(reply)
+            except InstrumentCommunicationError as error:
+                self.exchange_failed(command, error)
+                if attempt + 1 >= attempts:
+                    raise
+                self.retries_made += 1
+                await asyncio.sleep(RETRY_BACKOFF_S * 2**attempt)
+        raise AssertionError("unreachable")
 
     async def write(self, command: str) -> None:
-        await asyncio.to_thread(self.write_blocking, command)
+        try:
+            await asyncio.to_thread(self._write_reconnecting, command)
+        except InstrumentCommunicationError as error:
+            self.exchange_failed(command, error)
+            raise
+
+    def _query_reconnecting(self, command: str) -> str:
+        self.reopen_if_dropped(command)
+        return self.query_blocking(command)
+
+    def _write_reconnecting(self, command: str) -> None:
+        self.reopen_if_dropped(command)
+        self.write_blocking(command)
+
+    async def until_confirmed(
+        self, what: str, factory: Callable[[], Awaitable[T]], *, attempts: int | None = None
+    ) -> T:
+        """Run a safe-state sequence (absolute settings, then their read-back) until it succeeds.
+
+        Putting an instrument in its safe state is idempotent by construction ("output off",
+        "0 V"), so unlike other writes it is retried: a dropped connection or a lost reply
+        must not leave a biased tip or a charging cell behind.
+        """
+        attempts = attempts or self.attempts
+        for attempt in range(attempts):
+            try:
+                return await factory()
+            except InstrumentCommunicationError as error:
+                if attempt + 1 >= attempts:
+                    raise
+                LOG.warning("%s: %s failed (%s); trying again", self.name, what, error)
+                self.retries_made += 1
+                await asyncio.sleep(RETRY_BACKOFF_S * 2**attempt)
+        raise AssertionError("unreachable")
 
     async def identify(self, must_contain: str, instrument_kind: str) -> str:
         """Open the channel and check `*IDN?` names the expected instrument."""

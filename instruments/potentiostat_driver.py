@@ -9,11 +9,11 @@ the command promises raises `InstrumentReplyError` naming the instrument, comman
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 from ophyd_async.core import StrictEnum
 
 from .errors import InstrumentCommunicationError, InstrumentReplyError
+from .line_channel import LineChannel
 from .replies import parse_float, parse_floats, parse_ints
 
 CURRENT_RANGE_A = (-0.1, 0.1)
@@ -39,19 +39,8 @@ class SettingOutOfRangeError(ValueError):
     """A setpoint outside the potentiostat's range; refused before it is sent."""
 
 
-class TextConnection(Protocol):
-    """What the driver needs of a connection (`SerialConnection` or `VisaConnection`)."""
-
-    name: str
-
-    @property
-    def address(self) -> str: ...
-
-    async def identify(self, must_contain: str, instrument_kind: str) -> str: ...
-
-    async def query(self, command: str) -> str: ...
-
-    async def write(self, command: str) -> None: ...
+TextConnection = LineChannel
+"""`SerialConnection` or `VisaConnection`: the driver only needs the line channel."""
 
 
 @dataclass(frozen=True)
@@ -82,12 +71,11 @@ class PotentiostatDriver:
     # ------------------------------------------------------------------ parsing
 
     async def _query_float(self, command: str) -> float:
-        reply = await self.connection.query(command)
-        return parse_float(reply, instrument=self.name, command=command)
+        return await self.connection.query(
+            command, lambda reply: parse_float(reply, instrument=self.name, command=command))
 
     async def _query_flag(self, command: str) -> bool:
-        reply = await self.connection.query(command)
-        return self._flag(reply, command)
+        return await self.connection.query(command, lambda reply: self._flag(reply, command))
 
     def _flag(self, reply: str, command: str) -> bool:
         (value,) = parse_ints(reply, 1, instrument=self.name, command=command)
@@ -98,7 +86,8 @@ class PotentiostatDriver:
     async def _write_checked(self, command: str) -> None:
         """Send a setting, then read the error queue: a refusal raises, naming the command."""
         await self.connection.write(command)
-        reply = await self.connection.query("SYST:ERR?")
+        # not idempotent: reading the queue removes the entry, so a lost reply is not re-asked
+        reply = await self.connection.query("SYST:ERR?", idempotent=False)
         code_text = reply.partition(",")[0]
         try:
             code = int(code_text)
@@ -125,7 +114,9 @@ class PotentiostatDriver:
 
     async def read_all(self) -> CellReading:
         """Potential, current, charge, mode and limit flag in one exchange."""
-        reply = await self.connection.query(_READ_ALL)
+        return await self.connection.query(_READ_ALL, self._reading)
+
+    def _reading(self, reply: str) -> CellReading:
         measured, separator, limit_text = reply.partition(";")
         if not separator:
             raise InstrumentReplyError(self.name, _READ_ALL, reply, "two ';'-separated replies")
@@ -141,10 +132,12 @@ class PotentiostatDriver:
     # ------------------------------------------------------------------ settings
 
     async def mode(self) -> CellMode:
-        reply = await self.connection.query("MODE?")
-        if reply not in _MODES_BY_TOKEN:
-            raise InstrumentReplyError(self.name, "MODE?", reply, "REST, GALV or POT")
-        return _MODES_BY_TOKEN[reply]
+        def parse(reply: str) -> CellMode:
+            if reply not in _MODES_BY_TOKEN:
+                raise InstrumentReplyError(self.name, "MODE?", reply, "REST, GALV or POT")
+            return _MODES_BY_TOKEN[reply]
+
+        return await self.connection.query("MODE?", parse)
 
     async def set_mode(self, mode: CellMode) -> None:
         await self._write_checked(f"MODE {_MODE_TOKENS[CellMode(mode)]}")
@@ -206,15 +199,22 @@ class PotentiostatDriver:
         await self._expect_mode(CellMode.POTENTIOSTATIC, "MODE POT")
 
     async def rest(self) -> CellReading:
-        """The safe state, open circuit; raises unless the channel confirms REST and 0 A."""
-        await self._write_checked("OUTP 0")
-        reading = await self.read_all()
-        if reading.mode is not CellMode.REST or reading.current_a != 0.0:
-            raise InstrumentCommunicationError(
-                self.name, "OUTP 0",
-                f"cell not at open circuit afterwards (mode {reading.mode.value}, "
-                f"current {reading.current_a:g} A)")
-        return reading
+        """The safe state, open circuit; raises unless the channel confirms REST and 0 A.
+
+        Retried as a whole (a lost reply or a dropped line must not leave the cell charging).
+        """
+
+        async def open_circuit() -> CellReading:
+            await self._write_checked("OUTP 0")
+            reading = await self.read_all()
+            if reading.mode is not CellMode.REST or reading.current_a != 0.0:
+                raise InstrumentCommunicationError(
+                    self.name, "OUTP 0",
+                    f"cell not at open circuit afterwards (mode {reading.mode.value}, "
+                    f"current {reading.current_a:g} A)")
+            return reading
+
+        return await self.connection.until_confirmed("open circuit", open_circuit)
 
     async def _expect_mode(self, expected: CellMode, command: str) -> None:
         mode = await self.mode()

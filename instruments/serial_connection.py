@@ -65,6 +65,7 @@ class SerialConnection(LineChannel):
                     self.url, baudrate=self.baudrate, timeout=self.timeout_s,
                     write_timeout=self.timeout_s,
                 )
+                self._was_opened = True
             except (serial.SerialException, OSError, ValueError) as error:
                 raise InstrumentCommunicationError(
                     self.name, f"open {self.url}", str(error) or type(error).__name__

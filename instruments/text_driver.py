@@ -21,13 +21,14 @@ class TextDriver:
         return self.connection.name
 
     async def _float(self, command: str) -> float:
-        reply = await self.connection.query(command)
-        return parse_float(reply, instrument=self.name, command=command)
+        return await self.connection.query(
+            command, lambda reply: parse_float(reply, instrument=self.name, command=command))
 
     async def _floats(self, command: str, count: int) -> list[float]:
-        reply = await self.connection.query(command)
-        return parse_floats(reply, count, instrument=self.name, command=command)
+        return await self.connection.query(
+            command, lambda reply: parse_floats(reply, count, instrument=self.name, command=command)
+        )
 
     async def _ints(self, command: str, count: int) -> list[int]:
-        reply = await self.connection.query(command)
-        return parse_ints(reply, count, instrument=self.name, command=command)
+        return await self.connection.query(
+            command, lambda reply: parse_ints(reply, count, instrument=self.name, command=command))

@@ -66,6 +66,7 @@ class VisaConnection(LineChannel):
                     self.name, f"open {self.address}", str(error) or type(error).__name__
                 ) from error
             self._resource = resource  # type: ignore[assignment]
+            self._was_opened = True
 
     def close(self) -> None:
         with self._lock:
@@ -141,12 +142,17 @@ class VisaConnection(LineChannel):
             reason = f"{error or type(error).__name__} (address {self.address})"
             raise InstrumentCommunicationError(self.name, command, reason) from error
 
-
-
     async def query_block(
         self, command: str, dtype: np.dtype | str, *, extra_timeout_s: float = 0.0
     ) -> np.ndarray:
-        return await asyncio.to_thread(
-            self.query_block_blocking, command, dtype, extra_timeout_s=extra_timeout_s
-        )
+        """A binary-block query; never retried (blocks are acquisitions: a scan line, frames)."""
 
+        def exchange() -> np.ndarray:
+            self.reopen_if_dropped(command)
+            return self.query_block_blocking(command, dtype, extra_timeout_s=extra_timeout_s)
+
+        try:
+            return await asyncio.to_thread(exchange)
+        except InstrumentCommunicationError as error:
+            self.exchange_failed(command, error)
+            raise

@@ -180,6 +180,8 @@ class AtomicForceMicroscope:
         self.bias_dc_v = 0.0
         self.bias_ac_v = 0.0
         self.bias_output_on = False
+        self.tip_withdrawn = True
+        """Parked: tip lifted off the surface, scanner idle. Acquisitions engage it."""
         self.normal_force_nn = 10.0
         self.topography_line_rate_hz = 2.0
         self.last_topography_nm = np.zeros(0)
@@ -314,6 +316,24 @@ class AtomicForceMicroscope:
         """Acquisitions drive the tip: refused with the bias output off."""
         if not self.bias_output_on:
             raise AfmSettingError("tip bias output is off (BIAS:OUTP 1 first)")
+        self.tip_withdrawn = False  # the controller approaches the surface first
+
+    def park(self) -> None:
+        """Lift the tip off the surface and stop scanning (the state to leave it in)."""
+        with self._lock:
+            self.tip_withdrawn = True
+
+    def safe_state(self) -> dict[str, Any]:
+        """Safe when the bias output is off at 0 V and the tip is parked off the surface."""
+        with self._lock:
+            unbiased = not self.bias_output_on and self.bias_dc_v == 0 and self.bias_ac_v == 0
+            return {
+                "safe": unbiased and self.tip_withdrawn,
+                "bias_output_on": self.bias_output_on,
+                "bias_dc_v": self.bias_dc_v,
+                "bias_ac_v": self.bias_ac_v,
+                "tip_parked": self.tip_withdrawn,
+            }
 
     def _check_row(self, row: int) -> None:
         _check("row", row, 0, self.scan.pixels_y - 1, "")
@@ -346,6 +366,7 @@ class AtomicForceMicroscope:
         """Heights (nm) of one topography-only line, as the z feedback records them."""
         with self._lock:
             self._check_row(row)
+            self.tip_withdrawn = False
             x_nm, y_nm = self.scan.line_positions_nm(row)
             sx, sy = self._sample_positions(x_nm, y_nm)
             return self._topography(sx, sy)

@@ -98,6 +98,8 @@ class AfmController(Instrument):
             self.register(header + "?", lambda _, getter=getter: _format(getter()))
         self.register("SCAN:MOVE", self._setting(lambda a: m.move_tip(*self._floats(a, 2))))
         self.register("SCAN:POS?", lambda _: _format((m.tip_x_nm, m.tip_y_nm)))
+        self.register("SCAN:PARK", lambda _: m.park())
+        self.register("SCAN:PARK?", lambda _: str(int(m.tip_withdrawn)))
         self.register("BE:SEQ", self._setting(self._set_sequence))
         self.register("BE:SEQ?", lambda _: ",".join(
             EXCITATION_TOKENS[name] for name in m.excitation.sequence))

@@ -31,9 +31,10 @@ from .lmno_cell import LmnoCell
 from .maxipix import MaxipixEmulator
 from .parameters import Parameter, resolve_parameters
 from .potentiostat import PotentiostatEmulator
-from .scpi_server import Instrument, ScpiServer
+from .scpi_server import LOOPBACK_HOST, Instrument, ScpiServer
 from .sxdm_endstation import SxdmEndStation
 from .temperature_stage import TemperatureStage
+from .wire_faults import WIRE_FAULT_NAMES, WIRE_FAULT_PARAMETERS, WireFaults
 
 Transport = Literal["visa", "serial", "self"]
 
@@ -98,13 +99,17 @@ LAB_PARAMETER_SOURCE = "SimulatedLab(parameters=...)"
 
 
 def model_classes() -> dict[str, type]:
-    """Instrument name → model class, e.g. for `parameters.parameter_table`."""
+    """Instrument name → model class."""
     return {name: kind.model for name, kind in SIMULATORS.items()}
 
 
 def parameter_specs() -> dict[str, list[Parameter]]:
-    """Instrument name → its model's parameters, for `parameters.resolve_parameters`."""
-    return {name: list(kind.model.PARAMETERS) for name, kind in SIMULATORS.items()}
+    """Instrument name → its parameters (the model's, then the wire-fault switches of text
+    instruments), for `parameters.resolve_parameters` and `parameters.parameter_table`."""
+    return {
+        name: [*kind.model.PARAMETERS, *(WIRE_FAULT_PARAMETERS if kind.emulator else ())]
+        for name, kind in SIMULATORS.items()
+    }
 
 
 def with_peers(instruments: Iterable[str]) -> list[str]:
@@ -158,12 +163,19 @@ class SimulatedLab:
         ports: Mapping[str, int] | None = None,
         seed: int = 0,
         instruments: Iterable[str] | None = None,
+        host: str = LOOPBACK_HOST,
+        allow_remote: bool = False,
     ) -> None:
         ports = dict(ports or {})
         unknown = sorted(set(ports) - set(SIMULATORS))
         if unknown:
             raise ValueError(f"ports given for unknown simulated instruments: {unknown}")
         self.clock = clock
+        self.host = host
+        self.allow_remote = allow_remote
+        """Where every service binds; non-loopback only with `allow_remote` (logged)."""
+        self.started_s = clock.now()
+        """Instrument time the lab was built: fault schedules (`fault_*_at_s`) count from it."""
         self.parameters = resolve_parameters(
             parameter_specs(), parameters or {}, [], LAB_PARAMETER_SOURCE,
             profile_field_prefix="",
@@ -178,9 +190,13 @@ class SimulatedLab:
             peers = {peer: self.models[peer] for peer in kind.peers}
             options: dict[str, Any] = {}
             if kind.transport == "self":
-                options["port"] = ports.get(name, 0)
+                options.update(port=ports.get(name, 0), host=host, allow_remote=allow_remote)
+            model_parameters = {
+                key: value for key, value in self.parameters[name].items()
+                if key not in WIRE_FAULT_NAMES
+            }
             model = kind.model(
-                clock, self.parameters[name], seed=[seed, zlib.crc32(name.encode())],
+                clock, model_parameters, seed=[seed, zlib.crc32(name.encode())],
                 **peers, **options,
             )  # fmt: skip
             self.models[name] = model
@@ -188,7 +204,13 @@ class SimulatedLab:
                 self._services[name] = model
             else:
                 self.instruments[name] = kind.emulator(model)
-                server = ScpiServer(self.instruments[name], port=ports.get(name, 0))
+                faults = WireFaults(clock, self.parameters[name], started_s=self.started_s)
+                if faults.enabled:
+                    self.instruments[name].wire_faults = faults
+                server = ScpiServer(
+                    self.instruments[name], host=host, port=ports.get(name, 0),
+                    allow_remote=allow_remote,
+                )
                 self._services[name] = _ScpiService(server, kind.serial)
 
     def start(self) -> SimulatedLab:
@@ -243,6 +265,27 @@ class SimulatedLab:
 
     def ground_truth(self) -> dict[str, dict[str, Any]]:
         return {name: model.ground_truth() for name, model in self.models.items()}
+
+    def safe_state(self) -> dict[str, dict[str, Any]]:
+        """Each instrument's state as its model knows it (not as a client reports it), with
+        `safe`: whether it could be left unattended (tip unbiased and parked, heater at a safe
+        setpoint or off, cell at open circuit, detector disarmed, no axis moving)."""
+        return {
+            name: model.safe_state()  # type: ignore[attr-defined]
+            for name, model in self.models.items() if hasattr(model, "safe_state")
+        }
+
+    def injected_faults(self) -> dict[str, list[dict[str, Any]]]:
+        """The faults that fired, per instrument (wire faults and the models' physics faults)."""
+        fired: dict[str, list[dict[str, Any]]] = {}
+        for name, instrument in self.instruments.items():
+            if instrument.wire_faults is not None and instrument.wire_faults.fired:
+                fired[name] = instrument.wire_faults.report()
+        for name, model in self.models.items():
+            physics = getattr(model, "fired_faults", None)
+            if physics is not None and physics():
+                fired.setdefault(name, []).extend(physics())
+        return fired
 
     def truth_arrays(self) -> dict[str, Any]:
         """Per-pixel truth of models that record it, keyed `<instrument>.<name>`."""

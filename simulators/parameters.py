@@ -4,7 +4,8 @@ Each model lists its parameters (default, unit, allowed range, meaning) as a
 class-level `PARAMETERS` tuple, so `vegard sim params` can show them and a bad
 value in a profile or on the command line is refused with a message that names
 the source, the field, the value and the allowed range - before anything runs.
-Switches (fault injection, later) are numbers too: 0 = off, 1 = on.
+Fault-injection switches are numbers too (0 = off; see `wire_faults.py` and the
+models' `fault_*` parameters).
 """
 
 from __future__ import annotations
@@ -74,18 +75,18 @@ def model_values(
 
 
 def parameter_table(
-    instruments: Mapping[str, type],
+    instruments: Mapping[str, Iterable[Parameter]],
     values: Mapping[str, Mapping[str, float]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per parameter of each instrument's model class (its `PARAMETERS`).
+    """One row per parameter of each instrument (e.g. `lab.parameter_specs()`).
 
     `values` (e.g. the output of `resolve_parameters`) overrides the defaults shown.
     """
     values = values or {}
     rows = []
-    for instrument, model in instruments.items():
+    for instrument, parameters in instruments.items():
         given = values.get(instrument, {})
-        for parameter in model.PARAMETERS:
+        for parameter in parameters:
             rows.append(
                 {
                     "instrument": instrument,

@@ -23,12 +23,15 @@ import re
 import socket
 import socketserver
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
 from vegard.clock import InstrumentClock
+
+from .wire_faults import WireFaults, garbled
 
 LOG = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ UNDEFINED_HEADER = -113
 MISSING_PARAMETER = -109
 DATA_TYPE_ERROR = -104
 EXECUTION_ERROR = -200
+DEVICE_SPECIFIC_ERROR = -300
 DATA_OUT_OF_RANGE = -222
 ILLEGAL_PARAMETER_VALUE = -224
 QUEUE_OVERFLOW = -350
@@ -50,6 +54,7 @@ SCPI_ERROR_MESSAGES = {
     0: "No error",
     DATA_TYPE_ERROR: "Data type error",
     EXECUTION_ERROR: "Execution error",
+    DEVICE_SPECIFIC_ERROR: "Device-specific error",
     MISSING_PARAMETER: "Missing parameter",
     UNDEFINED_HEADER: "Undefined header",
     DATA_OUT_OF_RANGE: "Data out of range",
@@ -131,6 +136,8 @@ class Instrument:
 
     def __init__(self, clock: InstrumentClock) -> None:
         self.clock = clock
+        self.wire_faults: WireFaults | None = None
+        """Set by the lab when the profile schedules faults on this instrument's wire."""
         self._lock = threading.RLock()
         self._handlers: dict[str, Handler] = {}
         self._errors: deque[str] = deque()
@@ -237,16 +244,33 @@ class _ConnectionHandler(socketserver.BaseRequestHandler):
                     LOG.warning("dropping an over-long line from %s", self.client_address)
                     buffer = b""
                 for raw in lines:
-                    reply = self.server.instrument.handle_line(
-                        raw.decode("ascii", errors="replace").rstrip("\r")
-                    )
-                    if reply is not None:
-                        try:
-                            connection.sendall(reply + b"\n")
-                        except OSError:
-                            return
+                    line = raw.decode("ascii", errors="replace").rstrip("\r")
+                    fault = self._fault_for(line)
+                    if fault == "drop":
+                        return  # the server closes the connection
+                    if fault in ("timeout", "error"):
+                        if fault == "error":
+                            self.server.instrument.push_error(
+                                ScpiError(DEVICE_SPECIFIC_ERROR, "injected fault"))
+                        continue
+                    reply = self.server.instrument.handle_line(line)
+                    if reply is None:
+                        continue
+                    if fault == "malformed":
+                        reply = garbled(reply)
+                    elif fault == "slow":
+                        assert self.server.instrument.wire_faults is not None
+                        time.sleep(self.server.instrument.wire_faults.slow_reply_s)
+                    try:
+                        connection.sendall(reply + b"\n")
+                    except OSError:
+                        return
         finally:
             self.server.untrack(connection)
+
+    def _fault_for(self, line: str) -> str | None:
+        faults = self.server.instrument.wire_faults
+        return None if faults is None else faults.next_fault(line)
 
 
 class _ThreadingServer(socketserver.ThreadingTCPServer):

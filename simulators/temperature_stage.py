@@ -76,6 +76,14 @@ class TemperatureStage:
                   "thermal drift of the sample position along y per kelvin"),
         Parameter("drift_reference_temperature_k", 295.0, "K", 1.0, 1000.0,
                   "sample temperature at which the drift is zero"),
+        Parameter("safe_setpoint_max_k", 320.0, "K", 1.0, 1000.0,
+                  "highest setpoint a stage may be left at unattended (safe-state truth)"),
+        Parameter("fault_heater_runaway_at_s", 0.0, "s", 0.0, 1e8,
+                  "fault injection: the heater output sticks at 100 % at this instrument time "
+                  "after start, until the heater range is switched off (0 = off)"),
+        Parameter("fault_heater_runaway_s", 0.0, "s", 0.0, 1e8,
+                  "fault injection: how long the runaway lasts if nobody switches the heater "
+                  "off (0 = until switched off)"),
     )
 
     def __init__(
@@ -105,6 +113,13 @@ class TemperatureStage:
         )
         self._loop = ThermalLoop(nodes, values["initial_temperature_k"])
         self._origin_s = clock.now()
+        self._runaway_ticks = self._fault_ticks("fault_heater_runaway_at_s")
+        self._runaway_end_tick: int | None = None
+        self._fired: list[dict[str, Any]] = []
+
+    def _fault_ticks(self, name: str) -> int | None:
+        at_s = self.parameters[name]
+        return None if at_s <= 0 else int(round(at_s / CONTROL_PERIOD_S))
 
     # ------------------------------------------------------------------ commands
 
@@ -278,8 +293,61 @@ class TemperatureStage:
     def _advance(self) -> None:
         # Ticks are counted from a fixed origin, so rounding never accumulates.
         due = int((self.clock.now() - self._origin_s) / CONTROL_PERIOD_S + 1e-6)
-        if due > self._loop.tick_count:
-            self._loop.run(due - self._loop.tick_count, self._next_noise_k)
+        for event_tick in self._fault_events(due):
+            self._run_to(event_tick)
+            self._apply_fault_event(event_tick)
+        self._run_to(due)
+
+    def _run_to(self, tick: int) -> None:
+        if tick > self._loop.tick_count:
+            self._loop.run(tick - self._loop.tick_count, self._next_noise_k)
+
+    def _fault_events(self, due: int) -> list[int]:
+        """Ticks up to `due` at which the heater-runaway fault starts or ends."""
+        events = []
+        if self._runaway_ticks is not None and self._runaway_ticks <= due:
+            events.append(self._runaway_ticks)
+        if self._runaway_end_tick is not None and self._runaway_end_tick <= due:
+            events.append(self._runaway_end_tick)
+        return sorted(events)
+
+    def _apply_fault_event(self, tick: int) -> None:
+        loop = self._loop
+        if tick == self._runaway_ticks:
+            self._runaway_ticks = None
+            if loop.heater_range != HeaterRange.OFF:
+                loop.stuck_output_percent = 100.0
+                duration_s = self.parameters["fault_heater_runaway_s"]
+                if duration_s > 0:
+                    self._runaway_end_tick = tick + int(round(duration_s / CONTROL_PERIOD_S))
+            self._fired.append({
+                "kind": "heater_runaway", "instrument_time_s": tick * CONTROL_PERIOD_S,
+                "stage_temperature_k": loop.stage_k, "heater_range": int(loop.heater_range),
+            })
+        elif tick == self._runaway_end_tick:
+            self._runaway_end_tick = None
+            loop.stuck_output_percent = None
+
+    def fired_faults(self) -> list[dict[str, Any]]:
+        with self._lock:
+            self._advance()
+            return list(self._fired)
+
+    def safe_state(self) -> dict[str, Any]:
+        """Safe when no runaway is on and the heater is off or held at a safe setpoint."""
+        with self._lock:
+            self._advance()
+            loop = self._loop
+            heater_off = loop.heater_range == HeaterRange.OFF
+            runaway = loop.stuck_output_percent is not None
+            safe_setpoint = loop.target_k <= self.parameters["safe_setpoint_max_k"]
+            return {
+                "safe": not runaway and (heater_off or safe_setpoint),
+                "heater_off": heater_off,
+                "heater_runaway": runaway,
+                "target_setpoint_k": loop.target_k,
+                "stage_temperature_k": loop.stage_k,
+            }
 
     def _next_noise_k(self) -> float:
         if self._noise_index >= len(self._noise):

@@ -117,6 +117,9 @@ class ThermalLoop:
         self.heater_range = HeaterRange.HIGH
         self.previous_error_k = 0.0
         self.slope_k_per_s = 0.0
+        self.stuck_output_percent: float | None = None
+        """A failed output stage (heater runaway): the output ignores the loop until the range
+        is switched off."""
         # Start as if the loop had long been holding the initial temperature.
         self.integral_percent = clamp_output(self._holding_output_percent(initial_temperature_k))
         self.output_percent = self.integral_percent
@@ -144,6 +147,7 @@ class ThermalLoop:
         self.heater_range = HeaterRange(heater_range)
         if self.heater_range == HeaterRange.OFF:
             self.integral_percent = self.output_percent = 0.0
+            self.stuck_output_percent = None  # the range relay opens: the runaway ends
 
     @property
     def full_scale_power_w(self) -> float:
@@ -158,7 +162,7 @@ class ThermalLoop:
     def run(self, ticks: int, noise_k: Callable[[], float]) -> None:
         """Advance `ticks` controller periods; `noise_k()` gives each control reading's noise."""
         while ticks > 0:
-            mode = self._settled_mode()
+            mode = None if self.stuck_output_percent is not None else self._settled_mode()
             if mode is not None:
                 done = self._skip(mode, ticks)
                 if done:
@@ -185,6 +189,8 @@ class ThermalLoop:
             output = direct + self.integral_percent
         else:
             self.integral_percent, output = trial_integral, direct + trial_integral
+        if self.stuck_output_percent is not None and self.heater_range != HeaterRange.OFF:
+            output = self.stuck_output_percent
         self.output_percent = clamp_output(output)
         self.previous_error_k, self.slope_k_per_s = error_k, slope
         power_w = self.heater_power_w

@@ -206,11 +206,11 @@ def _sim_serve(args: argparse.Namespace) -> int:
 
 
 def _sim_params(args: argparse.Namespace) -> int:
-    from vegard.simulators.lab import model_classes
+    from vegard.simulators.lab import parameter_specs
     from vegard.simulators.parameters import parameter_table
 
     lab, _ = _sim_lab(args, fixed_ports=False)
-    rows = parameter_table(model_classes(), lab.parameters)
+    rows = parameter_table(parameter_specs(), lab.parameters)
     if args.json:
         _print_json({"parameters": rows})
         return 0

@@ -220,8 +220,12 @@ class ScriptedConnection:
     async def identify(self, must_contain: str, instrument_kind: str) -> str:
         return "VEGARD,SIM-POTENTIOSTAT,0,0.1"
 
-    async def query(self, command: str) -> str:
-        return self.error_queue if command == "SYST:ERR?" else self.reply
+    async def query(self, command: str, parse=None, *, idempotent: bool = True):
+        reply = self.error_queue if command == "SYST:ERR?" else self.reply
+        return reply if parse is None else parse(reply)
+
+    async def until_confirmed(self, what: str, factory):
+        return await factory()
 
     async def write(self, command: str) -> None:
         self.written.append(command)

@@ -50,6 +50,10 @@ def assert_tip_safe(lab):
     assert truth["tip_bias_v"] == 0.0
     assert truth["tip_bias_ac_v"] == 0.0
     assert not truth["bias_output_on"]
+    assert lab.safe_state()["afm"] == {
+        "safe": True, "bias_output_on": False, "bias_dc_v": 0.0, "bias_ac_v": 0.0,
+        "tip_parked": True,
+    }
 
 
 def test_map_has_one_event_per_line_with_fits_and_spectra_in_hdf5(lab, RE, afm, tmp_path):
@@ -129,7 +133,8 @@ def test_tip_is_unbiased_after_a_plan_fails_midway(lab, RE, afm):
     assert documents[-1][1]["exit_status"] == "fail"
     assert_tip_safe(lab)
     commands = lab.command_log("afm")
-    assert commands[-6:-3] == ["BIAS:OUTP 0", "BIAS:DC 0", "BIAS:AC 0"]
+    assert commands[-8:-5] == ["BIAS:OUTP 0", "BIAS:DC 0", "BIAS:AC 0"]
+    assert commands[-2:] == ["SCAN:PARK", "SCAN:PARK?"]
 
 
 def test_bias_beyond_the_limit_is_refused_before_any_command(lab, RE, afm):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vegard.simulators.lab import SIMULATORS, model_classes, parameter_specs
+from vegard.simulators.lab import SIMULATORS, parameter_specs
 from vegard.simulators.parameters import (
     Parameter,
     SimulatorParameterError,
@@ -100,7 +100,7 @@ def test_error_is_a_value_error() -> None:
 
 def test_parameter_table_shows_given_values_over_defaults() -> None:
     rows = parameter_table(
-        model_classes(), {"temperature_stage": {"thermal_mass_j_per_k": 42.0}}
+        parameter_specs(), {"temperature_stage": {"thermal_mass_j_per_k": 42.0}}
     )
     by_name = {(row["instrument"], row["name"]): row for row in rows}
     mass = by_name[("temperature_stage", "thermal_mass_j_per_k")]
