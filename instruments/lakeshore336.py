@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ophyd_async.core import StrictEnum
 
 from .replies import parse_float, parse_floats
-from .visa_connection import InstrumentReplyError, VisaConnection
+from .visa_connection import InstrumentCommunicationError, InstrumentReplyError, VisaConnection
 
 
 class HeaterRange(StrictEnum):
@@ -72,6 +72,7 @@ class LakeShore336:
         return await self._query_float(f"SETP? {self.output}")
 
     async def set_setpoint_k(self, value_k: float) -> None:
+        # Not read back: while ramping, SETP? reports the moving setpoint, not the target.
         await self.connection.write(f"SETP {self.output},{value_k:.4f}")
 
     async def heater_output_percent(self) -> float:
@@ -107,7 +108,16 @@ class LakeShore336:
 
     async def set_heater_range(self, heater_range: HeaterRange) -> None:
         code = _RANGE_CODES[HeaterRange(heater_range)]
-        await self.connection.write(f"RANGE {self.output},{code}")
+        command = f"RANGE {self.output},{code}"
+        await self.connection.write(command)
+        taken = await self.heater_range()
+        await self._confirm(command, "RANGE?", code, _RANGE_CODES[taken])
+
+    async def _confirm(self, command: str, query: str, wanted: float, read: float) -> None:
+        """Raise, naming the command and what the controller reports, unless it took it."""
+        if abs(read - wanted) > 1e-3 * max(1.0, abs(wanted)):
+            raise InstrumentCommunicationError(
+                self.name, command, f"not taken: {query} reads {read:g}")
 
     async def pid(self) -> PidGains:
         command = f"PID? {self.output}"

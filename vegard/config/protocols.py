@@ -232,7 +232,7 @@ def load_protocol(path: Path | str) -> Protocol:
     path = Path(path)
     data = read_yaml_mapping(path)
     kind = data.get("protocol")
-    if kind not in PROTOCOL_MODELS:
+    if not isinstance(kind, str) or kind not in PROTOCOL_MODELS:  # a list/dict is unhashable
         known = ", ".join(sorted(PROTOCOL_MODELS))
         if kind is None:
             raise ConfigError(f"{path}: protocol is missing (required field; one of: {known})")

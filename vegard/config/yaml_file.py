@@ -14,16 +14,29 @@ import yaml
 from .errors import ConfigError
 
 MAXIMUM_FILE_BYTES = 1_000_000
+MAXIMUM_NESTING = 32
+"""Deeper nesting is no hand-written file; refused before the parser's recursion overflows."""
 
 
 class _NoAliasLoader(yaml.SafeLoader):
+    _depth = 0
+
     def compose_node(self, parent, index):  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.composer.ComposerError(
                 None, None, "anchors and aliases are not allowed in vegard files", event.start_mark
             )
-        return super().compose_node(parent, index)
+        if self._depth >= MAXIMUM_NESTING:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {MAXIMUM_NESTING} levels deep",
+                self.peek_event().start_mark,
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
@@ -39,6 +52,8 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not UTF-8 text ({error.reason})") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
+    except ValueError as error:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(data, dict):
         kind = type(data).__name__
         raise ConfigError(f"{path}: expected a mapping of fields at the top, got {kind}")
