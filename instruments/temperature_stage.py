@@ -29,6 +29,7 @@ from ophyd_async.core import (
 from vegard.clock import WALL_CLOCK, InstrumentClock
 
 from .driver_signal import driver_signal_r, driver_signal_rw
+from .errors import InstrumentCommunicationError
 from .lakeshore336 import HeaterRange, LakeShore336
 from .polled_monitor import PolledMonitor
 
@@ -180,6 +181,30 @@ class TemperatureStage(PolledMonitor, StandardReadable, Subscribable, Stoppable)
         finally:
             self._settle_window = None
         self._set_settling_time_s(window.in_band_since_s - started)
+
+    async def make_safe(self, safe_temperature_k: float) -> str:
+        """Leave the stage safe unattended; returns what was done.
+
+        In its rated range the stage is sent to `safe_temperature_k`. Beyond it (a heater
+        runaway) or unreadable, a setpoint cannot be trusted to act: the heater is switched
+        off. Both are retried until the controller confirms them.
+        """
+        controller = self.controller
+        try:
+            temperature_k: float | None = await controller.temperature_k()
+        except InstrumentCommunicationError:
+            temperature_k = None
+        if temperature_k is not None and (
+            self.minimum_temperature_k <= temperature_k <= self.maximum_temperature_k
+        ):
+            await controller.connection.until_confirmed(
+                "safe setpoint", lambda: controller.set_setpoint_k(safe_temperature_k))
+            return f"setpoint {safe_temperature_k:g} K (stage at {temperature_k:.2f} K)"
+        await controller.connection.until_confirmed(
+            "heater off", lambda: controller.set_heater_range(HeaterRange.OFF))
+        shown = "unreadable" if temperature_k is None else f"{temperature_k:.2f} K"
+        return f"heater off (stage {shown}, rated {self.minimum_temperature_k:g}–" \
+               f"{self.maximum_temperature_k:g} K)"
 
     async def stop(self, success: bool = False) -> None:
         """Stop waiting for a settle; the controller keeps its last setpoint."""

@@ -8,6 +8,7 @@ profile's limit never reaches the tip.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,11 @@ from vegard.instruments.band_excitation_afm import (
     AcquisitionSettings,
     BandExcitationAfm,
 )
+
+from .retakes import trigger_with_retakes
+from .temperature_guard import TemperatureGuard
+
+logger = logging.getLogger(__name__)
 
 
 def band_excitation_settings(
@@ -91,6 +97,7 @@ def map_lines(
     *,
     map_index: int = 0,
     readables: Sequence[Readable] = (),
+    guard: TemperatureGuard | None = None,
 ):
     """The lines of one map inside an open run: one event per line (plus `readables`)."""
     yield from bps.prepare(afm, settings, wait=True)
@@ -98,7 +105,42 @@ def map_lines(
     for row in range(settings.area.pixels_y):
         yield from bps.checkpoint()
         yield from bps.mv(afm.row, row)
-        yield from bps.trigger_and_read([afm, *readables])
+        yield from take_line(afm, row, readables, guard)
+
+
+def take_line(
+    afm: BandExcitationAfm,
+    row: int,
+    readables: Sequence[Readable] = (),
+    guard: TemperatureGuard | None = None,
+):
+    """One event for scan line `row`: taken again if the wire lost it, and (with a `guard`)
+    after a pause if the stage left its temperature band during it."""
+    while True:
+        if guard is not None:
+            yield from guard.wait_in_band()
+        yield from trigger_with_retakes(afm, f"{afm.name} line {row}")
+        for readable in readables:
+            if hasattr(readable, "trigger"):
+                yield from bps.trigger(readable, wait=True)
+        yield from bps.create("primary")
+        yield from bps.read(afm)
+        readings: dict[str, Any] = {}
+        for readable in readables:
+            readings.update((yield from bps.read(readable)) or {})
+        yield from bps.save()
+        if guard is None:
+            return
+        key = guard.stage.temperature_k.name
+        temperature_k = (
+            readings[key]["value"] if key in readings
+            else (yield from bps.rd(guard.stage.temperature_k))
+        )
+        guard.check_limit(temperature_k)
+        if guard.in_band(temperature_k):
+            return
+        logger.warning("%s line %d ended at %.3f K, out of band: taking it again",
+                       afm.name, row, temperature_k)
 
 
 def map_settings(

@@ -26,6 +26,7 @@ from vegard.instruments.band_excitation_afm import AcquisitionSettings, BandExci
 from vegard.instruments.temperature_stage import TemperatureStage
 
 from .band_excitation import await_call, make_tip_safe, map_lines, map_metadata
+from .temperature_guard import TemperatureGuard
 from .temperature_steps import temperature_steps
 
 TRACKING_STREAM = "drift_tracking"
@@ -136,8 +137,9 @@ def esm_temperature_series(
             yield from track(index)
         area = replace(base, center_x_nm=base.center_x_nm + float(offset_nm[0]),
                        center_y_nm=base.center_y_nm + float(offset_nm[1]))
+        guard = TemperatureGuard.for_map(stage, temperature_k, settle_tolerance_k, settle_time_s)
         yield from map_lines(afm, replace(settings, area=area), map_index=index,
-                             readables=[stage])
+                             readables=[stage], guard=guard)
 
     metadata = {
         "plan_name": "esm_temperature_series",

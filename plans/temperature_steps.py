@@ -8,6 +8,7 @@ per step records the settled state and the measured settling time.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
@@ -21,6 +22,8 @@ from vegard.instruments.temperature_stage import TemperatureStage
 PerStep = Callable[[TemperatureStage, float, int], Generator[Msg, Any, Any]]
 
 MONITOR_STREAM = "temperature_monitor"
+
+logger = logging.getLogger(__name__)
 
 
 def read_settled_stage(stage: TemperatureStage, setpoint_k: float, index: int):
@@ -43,8 +46,9 @@ def temperature_steps(
 ):
     """Settle at each of `temperatures_k` in turn and run `per_step` there.
 
-    On any exit other than success the stage is sent to `safe_temperature_k`;
-    on success to `final_temperature_k` if given (neither waits).
+    On any exit other than success the stage is made safe (`TemperatureStage.make_safe`:
+    `safe_temperature_k`, or the heater off if the stage is out of its rated range or
+    cannot be read); on success it is sent to `final_temperature_k` if given (neither waits).
     """
     temperatures_k = [float(t) for t in temperatures_k]
     if not temperatures_k:
@@ -92,7 +96,8 @@ def temperature_steps(
     def leave_stage():
         # waits only for the setpoint write, not for the stage to get there
         if not completed:
-            yield from bps.abs_set(stage.setpoint_k, safe_temperature_k, wait=True)
+            (task,) = yield from bps.wait_for([lambda: stage.make_safe(safe_temperature_k)])
+            logger.warning("%s left safe: %s", stage.name, task.result())
         elif final_temperature_k is not None:
             yield from bps.abs_set(stage.setpoint_k, final_temperature_k, wait=True)
 
