@@ -18,6 +18,7 @@ from vegard.clock import ClockState, InstrumentClock
 
 from .scpi_server import (
     ILLEGAL_PARAMETER_VALUE,
+    LOOPBACK_HOST,
     Instrument,
     ScpiError,
     ScpiServer,
@@ -70,6 +71,11 @@ def parse_clock_reply(reply: str) -> ClockState:
     return ClockState(instrument_time_s=float(time_text), speedup=float(speedup_text))
 
 
-def control_server(lab: ServedLab, port: int = 0) -> ScpiServer:
-    """A (not yet started) loopback server for the lab's control port."""
-    return ScpiServer(SimControl(lab), port=port)
+def control_server(
+    lab: ServedLab, port: int = 0, host: str = LOOPBACK_HOST, allow_remote: bool = False
+) -> ScpiServer:
+    """A (not yet started) server for the lab's control port: loopback unless `allow_remote`.
+
+    It answers ground truth, so it is no more public than the instruments it describes.
+    """
+    return ScpiServer(SimControl(lab), host=host, port=port, allow_remote=allow_remote)

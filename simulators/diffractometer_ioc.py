@@ -291,6 +291,40 @@ class MoveHistory:
         return None
 
 
+class MotionFaults:
+    """Physics faults of the motors (0 = off), scheduled in instrument time since `started_s`.
+
+    A stall: the first move at or after `stall_at_s` that is long enough to tell (more than
+    twice its axis's retry deadband) ends halfway; DMOV still goes to 1, RBV stays short of
+    VAL, as when a motor loses steps against friction or a cable.
+    """
+
+    def __init__(self, started_s: float, stall_at_s: float = 0.0) -> None:
+        self.started_s = started_s
+        self._lock = threading.Lock()
+        self._stall_due_s: float | None = started_s + stall_at_s if stall_at_s > 0 else None
+        self._fired: list[dict[str, Any]] = []
+
+    def move_end(self, axis: str, start: float, target: float, now_s: float,
+                 deadband: float) -> float:
+        """Where a move from `start` to `target` begun at `now_s` really ends."""
+        with self._lock:
+            due_s = self._stall_due_s
+            if due_s is None or now_s < due_s or abs(target - start) <= 2.0 * deadband:
+                return target
+            self._stall_due_s = None
+            end = start + 0.5 * (target - start)
+            self._fired.append({
+                "kind": "stall", "instrument_time_s": now_s - self.started_s, "axis": axis,
+                "start": start, "target": target, "stopped_at": end,
+            })
+            return end
+
+    def fired(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(fault) for fault in self._fired]
+
+
 @dataclass(frozen=True)
 class MotorTruth:
     """Where an axis physically is at an instant of instrument time."""
@@ -312,10 +346,12 @@ class SimulatedMotor(PVGroup):
         spec: MotorSpec,
         clock: InstrumentClock,
         history: MoveHistory | None = None,
+        faults: MotionFaults | None = None,
     ) -> None:
         super().__init__(prefix)
         self.spec = spec
         self.clock = clock
+        self.faults = faults
         self.history = history or MoveHistory(Move.at_rest(spec.start, clock.now()))
         self._move = Move.at_rest(spec.start, clock.now())
         self.history.record(self._move)
@@ -386,9 +422,11 @@ class SimulatedMotor(PVGroup):
             return
         now = self.clock.now()
         self._cancel_motion()
+        start = self._move.position_at(now)
+        end = target if self.faults is None else self.faults.move_end(
+            self.spec.name, start, target, now, fields.retry_deadband.value)
         self._move = Move(
-            self._move.position_at(now), target, now,
-            fields.velocity.value, fields.seconds_to_velocity.value,
+            start, end, now, fields.velocity.value, fields.seconds_to_velocity.value,
         )  # fmt: skip
         self.history.record(self._move)
         assert self._idle is not None
@@ -548,9 +586,13 @@ class _LoopbackContext(Context):
 class DiffractometerIoc:
     """Serves the diffractometer motor records with caproto from a background thread.
 
-    Binds TCP and UDP to 127.0.0.1 only. Port 0 picks a number free for both
+    Binds TCP and UDP to `host`, 127.0.0.1 unless another host is explicitly allowed
+    (`allow_remote`, logged as a warning). Port 0 picks a number free for both
     (the UDP one, where clients search, is what `ca_address_env()` names).
     """
+
+    faults: MotionFaults | None = None
+    """Physics faults of the motors (set by the lab model before `start`)."""
 
     def __init__(
         self,
@@ -559,9 +601,14 @@ class DiffractometerIoc:
         port: int = 0,
         host: str = LOOPBACK_HOST,
         motors: Iterable[MotorSpec] = DIFFRACTOMETER_MOTORS,
+        allow_remote: bool = False,
     ) -> None:
         if not is_loopback(host):
-            raise ValueError(f"simulated IOC host {host!r} is not loopback")
+            if not allow_remote:
+                raise ValueError(
+                    f"simulated IOC host {host!r} is not loopback; pass allow_remote=True"
+                )
+            LOG.warning("simulated IOC %s serving on non-loopback host %s", prefix, host)
         self.clock = clock
         self.prefix = prefix
         self.host = host
@@ -703,7 +750,7 @@ class DiffractometerIoc:
         motors = {
             spec.name: SimulatedMotor(
                 self.prefix + spec.pv_suffix, spec=spec, clock=self.clock,
-                history=self._histories[spec.name],
+                history=self._histories[spec.name], faults=self.faults,
             )
             for spec in self.specs
         }
@@ -741,12 +788,18 @@ class SimulatedDiffractometer:
 
     Built like every lab model (`model(clock, parameters, seed)`; no physical
     parameters yet); the lab starts and stops it and passes `port`, the UDP port CA
-    clients search on (0: a free one). Other models (the area detector) read the axes'
-    past trajectories through `position_at` / `crossing_time_s`, which work before the
-    server starts too (every axis then rests at its start position).
+    clients search on (0: a free one), and `host` / `allow_remote` as for the IOC. Other
+    models (the area detector) read the axes' past trajectories through `position_at` /
+    `crossing_time_s`, which work before the server starts too (every axis then rests at
+    its start position).
     """
 
-    PARAMETERS: tuple[Parameter, ...] = ()
+    PARAMETERS: tuple[Parameter, ...] = (
+        Parameter("fault_stall_at_s", 0.0, "s", 0.0, 1e8,
+                  "fault injection, motor stall: the first move at or after this instrument "
+                  "time since the lab started stops halfway, DMOV 1 with RBV short of VAL "
+                  "(0 = off)"),
+    )
 
     def __init__(
         self,
@@ -756,10 +809,16 @@ class SimulatedDiffractometer:
         *,
         port: int = 0,
         prefix: str = DIFFRACTOMETER_PREFIX,
+        host: str = LOOPBACK_HOST,
+        allow_remote: bool = False,
     ) -> None:
         self.parameters = model_values(self.PARAMETERS, parameters, "diffractometer")
         self.clock = clock
-        self.ioc = DiffractometerIoc(clock, prefix=prefix, port=port)
+        self.ioc = DiffractometerIoc(
+            clock, prefix=prefix, port=port, host=host, allow_remote=allow_remote
+        )
+        self.faults = MotionFaults(clock.now(), self.parameters["fault_stall_at_s"])
+        self.ioc.faults = self.faults
 
     @property
     def address(self) -> str:
@@ -802,6 +861,15 @@ class SimulatedDiffractometer:
 
     def move_end_s(self, axis: str) -> float:
         return self.ioc.move_end_s(axis)
+
+    def safe_state(self) -> dict[str, Any]:
+        """Safe = no axis moving (judged on the trajectories, not on what a client saw)."""
+        moving = sorted(name for name, axis in self.ioc.ground_truth().items() if axis.moving)
+        return {"safe": not moving, "moving_axes": moving}
+
+    def fired_faults(self) -> list[dict[str, Any]]:
+        """The motion faults that happened (instrument time since the lab started)."""
+        return self.faults.fired()
 
     def ground_truth(self) -> dict[str, Any]:
         truth = self.ioc.ground_truth()

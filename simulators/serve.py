@@ -1,7 +1,14 @@
-"""Serve a simulated lab until told to stop: the body of `vegard sim serve`."""
+"""Serve a simulated lab until told to stop: the body of `vegard sim serve`.
+
+Everything binds to loopback unless the caller asked for another host *and* allowed it
+(`check_serve_host`): a simulator reachable from the network could be taken for a real
+instrument, and its control port hands out the ground truth. Serving elsewhere is logged
+as a warning naming each service and its address.
+"""
 
 from __future__ import annotations
 
+import logging
 import shlex
 import signal
 import sys
@@ -10,10 +17,26 @@ from typing import TextIO
 
 from .control import control_server
 from .lab import SimulatedLab
+from .scpi_server import is_loopback
 
 CONTROL_NAME = "control"
 ENVIRONMENT_PREFIX = "export"
 """Lines `export NAME=value`: the environment a client needs (Channel Access search)."""
+
+LOG = logging.getLogger(__name__)
+
+
+class RemoteHostRefused(ValueError):
+    """A non-loopback host was asked for without explicitly allowing it."""
+
+
+def check_serve_host(host: str, allow_remote: bool) -> None:
+    """Refuse a non-loopback `host` unless `allow_remote` (before any socket is opened)."""
+    if not is_loopback(host) and not allow_remote:
+        raise RemoteHostRefused(
+            f"refusing to serve the simulators on non-loopback host {host!r}: they would be "
+            "reachable from the network; pass --allow-remote if that is really wanted"
+        )
 
 
 def serve_forever(
@@ -34,7 +57,10 @@ def serve_forever(
     """
     out = out or sys.stdout
     stop = stop or threading.Event()
-    control = control_server(lab, port=control_port)
+    check_serve_host(lab.host, lab.allow_remote)
+    control = control_server(
+        lab, port=control_port, host=lab.host, allow_remote=lab.allow_remote
+    )
     previous_handler = None
     in_main_thread = threading.current_thread() is threading.main_thread()
     try:
@@ -46,6 +72,9 @@ def serve_forever(
             print(f"{ENVIRONMENT_PREFIX} {key}={shlex.quote(value)}", file=out)
         print(f"{CONTROL_NAME} {control.visa_address}", file=out)
         out.flush()
+        if not is_loopback(lab.host):
+            for name, address in [*lab.addresses.items(), (CONTROL_NAME, control.visa_address)]:
+                LOG.warning("serving %s on non-loopback host %s: %s", name, lab.host, address)
         if in_main_thread:
             previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         while not stop.wait(0.2):

@@ -4,7 +4,7 @@
     vegard run PROTOCOL --profile P [--json]
     vegard runs [--json]
     vegard replay UID [--json]
-    vegard sim serve [--profile P] [--set ...]
+    vegard sim serve [--profile P] [--set ...] [--host H --allow-remote]
     vegard sim params [--profile P] [--set ...] [--json]
 
 Errors exit non-zero with one line per problem and no traceback (unless
@@ -184,23 +184,43 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sim_lab(args: argparse.Namespace, *, fixed_ports: bool):
+def _sim_lab(
+    args: argparse.Namespace, *, fixed_ports: bool, host: str | None = None,
+    allow_remote: bool = False,
+):
     from vegard.clock import InstrumentClock
     from vegard.config.profiles import load_profile
     from vegard.session import build_lab
+    from vegard.simulators.lab import SimulatedLab, parameter_specs
+    from vegard.simulators.parameters import resolve_parameters
 
     profile_path = Path(args.profile) if args.profile else default_sim_profile()
     profile = load_profile(profile_path)
     clock = InstrumentClock(args.speedup or profile.clock.speedup)
     ports = dict(profile.simulation.ports) if fixed_ports else None
-    lab = build_lab(profile, str(profile_path), args.set or [], clock, ports=ports)
+    if host is None:
+        lab = build_lab(profile, str(profile_path), args.set or [], clock, ports=ports)
+    else:  # as build_lab does, on the host asked for
+        parameters = resolve_parameters(
+            parameter_specs(), profile.simulation.parameters, list(args.set or []),
+            str(profile_path),
+        )
+        lab = SimulatedLab(clock, parameters=parameters, ports=ports,
+                           seed=profile.simulation.seed, host=host, allow_remote=allow_remote)
     return lab, profile.simulation
 
 
 def _sim_serve(args: argparse.Namespace) -> int:
-    from vegard.simulators.serve import serve_forever
+    from vegard.simulators.serve import RemoteHostRefused, check_serve_host, serve_forever
 
-    lab, simulation = _sim_lab(args, fixed_ports=True)
+    try:  # before anything is built or bound
+        check_serve_host(args.host, args.allow_remote)
+    except RemoteHostRefused as refused:
+        print(f"vegard: {refused}", file=sys.stderr)
+        return 2
+    lab, simulation = _sim_lab(
+        args, fixed_ports=True, host=args.host, allow_remote=args.allow_remote
+    )
     serve_forever(lab, control_port=simulation.control_port)
     return 0
 
@@ -263,6 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = sim.add_parser("serve", help="serve the simulators on loopback until interrupted")
     simulator_options(sub)
+    sub.add_argument(
+        "--host", default="127.0.0.1",
+        help="address every simulator and the control port bind to (default 127.0.0.1)",
+    )
+    sub.add_argument(
+        "--allow-remote", action="store_true",
+        help="allow a non-loopback --host (the simulators become reachable from the network)",
+    )
     sub.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     sub = sim.add_parser("params", help="list every simulator parameter with unit and range")
     simulator_options(sub)

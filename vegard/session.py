@@ -189,6 +189,9 @@ class Session:
                 summary["reason"] = reason
             if self.lab is not None:
                 summary["ground_truth"] = self.lab.ground_truth()
+                # as the simulators know it, after the plan's own clean-up and before ours
+                summary["safe_state"] = self.lab.safe_state()
+                summary["faults_injected"] = self.lab.injected_faults()
                 extra_arrays = {}
                 if runner.ground_truth is not None:
                     extra = runner.ground_truth(self.lab, summary["analysis"])
