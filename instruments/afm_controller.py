@@ -133,9 +133,18 @@ class BandExcitationAfmController(TextDriver):
 
         return await self.connection.until_confirmed("scanner park", lift)
 
-    async def _unbias(self) -> list[float]:
+    async def _unbias(self) -> tuple[bool, float, float]:
         await self.connection.write("BIAS:OUTP 0;BIAS:DC 0;BIAS:AC 0")
-        return await self._floats_of_replies("BIAS:OUTP?;BIAS:DC?;BIAS:AC?", 3)
+        return await self.bias()
+
+    async def _last_topography(self) -> np.ndarray:
+        """Heights of the last acquisition; only read, so safe to ask again."""
+        return await self.connection.query_block("TOPO:LAST?", HEIGHT_DTYPE, idempotent=True)
+
+    async def bias(self) -> tuple[bool, float, float]:
+        """(output on, DC V, AC V) as the controller reports them."""
+        output, dc, ac = await self._floats_of_replies("BIAS:OUTP?;BIAS:DC?;BIAS:AC?", 3)
+        return bool(output), dc, ac
 
     async def _floats_of_replies(self, command: str, count: int) -> list[float]:
         """The numbers answered to several `;`-joined queries, as one list."""
@@ -165,7 +174,7 @@ class BandExcitationAfmController(TextDriver):
         return BandExcitationSettings(low, high, int(bins), chirp, int(averages), dc, excitations)
 
     async def frequencies_hz(self) -> np.ndarray:
-        return await self.connection.query_block("BE:FREQ?", "<f8")
+        return await self.connection.query_block("BE:FREQ?", "<f8", idempotent=True)
 
     async def line_duration_s(self) -> float:
         return await self._float("BE:TIME?")
@@ -181,8 +190,7 @@ class BandExcitationAfmController(TextDriver):
         values = await self.connection.query_block(
             command, SPECTRUM_DTYPE, extra_timeout_s=self._acquisition_timeout_s(duration_s))
         spectra = self._shaped(values, (pixels, excitations, bins), command)
-        heights = self._shaped(
-            await self.connection.query_block("TOPO:LAST?", HEIGHT_DTYPE), (pixels,), "TOPO:LAST?")
+        heights = self._shaped(await self._last_topography(), (pixels,), "TOPO:LAST?")
         return ScanLine(spectra, heights)
 
     async def acquire_point(self, *, excitations: int, bins: int, duration_s: float) -> ScanLine:
@@ -190,8 +198,7 @@ class BandExcitationAfmController(TextDriver):
         values = await self.connection.query_block(
             command, SPECTRUM_DTYPE, extra_timeout_s=self._acquisition_timeout_s(duration_s))
         spectra = self._shaped(values, (1, excitations, bins), command)
-        heights = self._shaped(
-            await self.connection.query_block("TOPO:LAST?", HEIGHT_DTYPE), (1,), "TOPO:LAST?")
+        heights = self._shaped(await self._last_topography(), (1,), "TOPO:LAST?")
         return ScanLine(spectra, heights)
 
     async def topography_line(self, row: int, *, pixels: int, duration_s: float) -> np.ndarray:

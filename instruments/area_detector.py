@@ -14,6 +14,12 @@ scientist would with a live view.
 The exposure per frame is the radiation-dose budget of the sample: `prepare()` refuses
 more than the profile's `maximum_exposure_s` before anything is sent. `stop()` disarms
 (the detector's safe state: not acquiring).
+
+A line that cannot be recorded as taken raises a `BadLineError` naming the line (map, row,
+rocking index) before anything is written, so a plan can re-take it without recording
+anything twice: frames missing or extra (`IncompleteLineError`), a frame with more than
+`saturated_pixels_allowed` pixels at the counter maximum (`SaturatedLineError`, a burst),
+or frames lost on the wire (`LineTransferError`).
 """
 
 from __future__ import annotations
@@ -36,13 +42,56 @@ from ophyd_async.core import (
 from vegard.clock import WALL_CLOCK, InstrumentClock
 from vegard.diffraction_geometry import DetectorRoi
 
-from .area_detector_driver import FRAME_DTYPE, AreaDetectorDriver, FrameSet, PositionTrigger
+from .area_detector_driver import (
+    COUNTER_MAXIMUM,
+    FRAME_DTYPE,
+    AreaDetectorDriver,
+    FrameCountError,
+    FrameSet,
+    PositionTrigger,
+)
 from .array_detector import ArrayStreamingDetector
+from .errors import InstrumentCommunicationError
 from .hdf5_stream import ArraySpec
 
 
 class DoseBudgetError(ValueError):
     """An exposure per frame beyond the sample's radiation-dose budget; refused before sending."""
+
+
+@dataclass(frozen=True)
+class LineIndex:
+    """Which fly line: the indices the plan set on the detector before triggering it."""
+
+    map_index: int
+    row: int
+    eta_index: int
+
+    def __str__(self) -> str:
+        return f"map {self.map_index} row {self.row} eta {self.eta_index}"
+
+
+class BadLineError(RuntimeError):
+    """A fly line whose frames cannot be recorded as they are; nothing of it was written,
+    and taking it again may give a good one."""
+
+    def __init__(self, detector: str, line: LineIndex, reason: str) -> None:
+        self.detector = detector
+        self.line = line
+        self.reason = reason
+        super().__init__(f"{detector}: line {line}: {reason}")
+
+
+class IncompleteLineError(BadLineError):
+    """Fewer (or more) frames than triggers: the frames cannot be placed."""
+
+
+class SaturatedLineError(BadLineError):
+    """A frame with pixels at the counter maximum (a burst): their counts are unknown."""
+
+
+class LineTransferError(BadLineError):
+    """The frames did not arrive intact (timeout, dropped connection, garbled block)."""
 
 
 @dataclass(frozen=True)
@@ -64,11 +113,15 @@ class AreaDetector(ArrayStreamingDetector, Stoppable):
         *,
         clock: InstrumentClock = WALL_CLOCK,
         maximum_exposure_s: float = 0.01,
+        saturated_pixels_allowed: int = 0,
         name: str = "",
     ) -> None:
+        """`saturated_pixels_allowed`: pixels at the counter maximum a recorded frame may have
+        (0: any saturated pixel makes the line bad)."""
         self.driver = driver
         self.clock = clock
         self.maximum_exposure_s = maximum_exposure_s
+        self.saturated_pixels_allowed = saturated_pixels_allowed
         self._connected = False
         self._connect_lock = asyncio.Lock()
         self._settings: FlyLineSettings | None = None
@@ -136,11 +189,31 @@ class AreaDetector(ArrayStreamingDetector, Stoppable):
         trigger, self._armed = self._armed, None
         if trigger is None:
             raise RuntimeError(f"{self.name}: arm_line() before each trigger()")
-        frames = await self.driver.fetch(
-            settings.roi, trigger.frames,
-            duration_s=trigger.frames * (settings.exposure_s + self._dead_time_s))
+        line = LineIndex(*await asyncio.gather(
+            self.map_index.get_value(), self.row.get_value(), self.eta_index.get_value()))
+        try:
+            frames = await self.driver.fetch(
+                settings.roi, trigger.frames,
+                duration_s=trigger.frames * (settings.exposure_s + self._dead_time_s))
+        except FrameCountError as error:
+            raise IncompleteLineError(
+                self.name, line, f"{error.frames_received:g} frames for "
+                f"{error.frames_expected} triggers") from error
+        except InstrumentCommunicationError as error:
+            raise LineTransferError(self.name, line, str(error)) from error
+        self.check_saturation(frames.counts, line)
         self._set_frame_time_s(frames.start_times_s.astype(np.float64))
         return {"frames": frames.counts}
+
+    def check_saturation(self, counts: np.ndarray, line: LineIndex) -> None:
+        """Refuse a line with a frame whose counters saturated beyond the allowance."""
+        saturated = np.count_nonzero(counts == COUNTER_MAXIMUM, axis=(1, 2))
+        bad = np.flatnonzero(saturated > self.saturated_pixels_allowed)
+        if bad.size:
+            raise SaturatedLineError(
+                self.name, line, f"frame {int(bad[0])} has {int(saturated[bad[0]])} pixels at "
+                f"the counter maximum {COUNTER_MAXIMUM} ({bad.size} such frames; "
+                f"{self.saturated_pixels_allowed} allowed)")
 
     async def arm_search(self, roi: DetectorRoi, exposure_s: float,
                          trigger: PositionTrigger) -> None:

@@ -28,6 +28,21 @@ from .visa_connection import VisaConnection
 
 FRAME_DTYPE = np.dtype("<u2")
 """Counts per pixel as the detector sends them (16-bit counters)."""
+COUNTER_MAXIMUM = int(np.iinfo(FRAME_DTYPE).max)
+"""A pixel at this count saturated: its true count is unknown."""
+ARM_STATES = ("ARMED", "IDLE")
+
+
+class FrameCountError(InstrumentReplyError):
+    """The detector delivered another number of frames than it was armed for (a missed
+    or extra trigger): the frames cannot be matched to their positions."""
+
+    def __init__(self, instrument: str, command: str, frames_received: float,
+                 frames_expected: int, frame_shape: tuple[int, int]) -> None:
+        self.frames_received = frames_received
+        self.frames_expected = frames_expected
+        super().__init__(instrument, command, f"<{frames_received:g} frames>",
+                         f"{frames_expected} frames of {frame_shape[0]} × {frame_shape[1]}")
 
 
 @dataclass(frozen=True)
@@ -91,19 +106,34 @@ class AreaDetectorDriver(TextDriver):
 
     async def _arm(self, command: str) -> None:
         # The reply confirms ARM was handled: a trigger position passed before that would
-        # be missed, so the caller must not move until then.
-        state = (await self.connection.query(command)).strip().upper()
+        # be missed, so the caller must not move until then. ABOR first makes the line
+        # idempotent (a retry after a lost reply arms afresh instead of "already ARMED"),
+        # and a garbled state is retried like a lost one.
+        command = f"ABOR;{command}"
+
+        def state_of(reply: str) -> str:
+            state = reply.strip().upper()
+            if state not in ARM_STATES:
+                raise InstrumentReplyError(self.name, command, reply, " or ".join(ARM_STATES))
+            return state
+
+        state = await self.connection.query(command, state_of)
         if state != "ARMED":
-            reason = await self.connection.query("SYST:ERR?")
+            reason = await self.connection.query("SYST:ERR?", idempotent=False)
             raise InstrumentReplyError(self.name, command, f"{state}; {reason}", "ARMED")
 
     async def state(self) -> str:
         return (await self.connection.query("STAT?")).strip().upper()
 
     async def abort(self) -> str:
-        """Disarm; returns the state the detector then reports (IDLE)."""
-        await self.connection.write("ABOR")
-        return await self.state()
+        """Disarm; returns the state the detector then reports (IDLE). The safe state, so
+        retried as a whole if the exchange fails."""
+
+        async def disarm() -> str:
+            await self.connection.write("ABOR")
+            return await self.state()
+
+        return await self.connection.until_confirmed("disarm (ABOR)", disarm)
 
     async def fetch(self, roi: DetectorRoi, frames: int, *, duration_s: float) -> FrameSet:
         """The frames of the armed acquisition, once taken; `duration_s` of instrument time
@@ -112,13 +142,12 @@ class AreaDetectorDriver(TextDriver):
         counts = await self.connection.query_block(
             command, FRAME_DTYPE, extra_timeout_s=1.5 * duration_s / self.speedup + 1.0)
         if counts.size == 0:
-            reason = await self.connection.query("SYST:ERR?")
+            reason = await self.connection.query("SYST:ERR?", idempotent=False)
             raise InstrumentReplyError(self.name, command, f"<no frames; {reason}>",
                                        f"{frames} frames")
         expected = frames * roi.n_rows * roi.n_cols
         if counts.size != expected:
-            raise InstrumentReplyError(
-                self.name, command, f"<block of {counts.size} counts>",
-                f"{frames} frames of {roi.n_rows} × {roi.n_cols}")
+            raise FrameCountError(self.name, command, counts.size / (roi.n_rows * roi.n_cols),
+                                  frames, roi.shape)
         times = await self._floats("FRAM:TIME?", frames)
         return FrameSet(counts.reshape(frames, *roi.shape), np.asarray(times))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ from .afm_controller import (
 )
 from .array_detector import ArrayStreamingDetector
 from .driver_signal import driver_signal_r
+from .errors import InstrumentCommunicationError
 from .hdf5_stream import ArraySpec
 
 EXCITATIONS = tuple(EXCITATION_TOKENS)
@@ -142,11 +143,8 @@ class BandExcitationAfm(ArrayStreamingDetector):
         self.check_settings(value)
         self._close_writer()
         controller = self.controller
-        await controller.set_scan_area(value.area)
-        await controller.configure(value.excitation)
-        await controller.set_bias_ac_v(value.drive_amplitude_v)
-        await controller.set_bias_dc_v(0.0)
-        await controller.set_bias_output(True)
+        await controller.connection.until_confirmed(
+            "acquisition settings", lambda: self._send_settings(value))
         self._frequencies_hz = await controller.frequencies_hz()
         if self._frequencies_hz.size != value.excitation.bins:
             raise RuntimeError(
@@ -156,6 +154,28 @@ class BandExcitationAfm(ArrayStreamingDetector):
         self._settings = value
         shape = (value.pixels_per_line, len(value.excitation.excitations), value.excitation.bins)
         self._array_specs = {"spectra": ArraySpec(shape, np.complex64)}
+
+    async def _send_settings(self, value: AcquisitionSettings) -> None:
+        """Send raster, band and drive, then read them back: a write lost on the wire (a
+        dropped connection takes it silently) must not leave the map on the wrong raster."""
+        controller = self.controller
+        await controller.set_scan_area(value.area)
+        await controller.configure(value.excitation)
+        await controller.set_bias_ac_v(value.drive_amplitude_v)
+        await controller.set_bias_dc_v(0.0)
+        await controller.set_bias_output(True)
+        area, excitation = await controller.scan_area(), await controller.settings()
+        output_on, dc_v, ac_v = await controller.bias()
+        taken = (
+            _close(astuple(area), astuple(value.area))
+            and _close(astuple(excitation)[:-1], astuple(value.excitation)[:-1])
+            and excitation.excitations == tuple(value.excitation.excitations)
+            and output_on and dc_v == 0.0 and _close((ac_v,), (value.drive_amplitude_v,))
+        )
+        if not taken:
+            raise InstrumentCommunicationError(
+                self.name, "prepare", f"settings not taken: controller reports {area}, "
+                f"{excitation}, bias output {output_on} DC {dc_v:g} V AC {ac_v:g} V")
 
     @property
     def frequencies_hz(self) -> np.ndarray:
@@ -227,3 +247,11 @@ class BandExcitationAfm(ArrayStreamingDetector):
             for row in range(area.pixels_y)
         ]
         return np.stack(lines)
+
+
+def _close(read: tuple, sent: tuple) -> bool:
+    """Settings read back equal those sent, to the controller's 9 significant digits."""
+    return len(read) == len(sent) and all(
+        abs(float(a) - float(b)) <= 1e-8 * max(1.0, abs(float(b)))
+        for a, b in zip(read, sent, strict=True)
+    )

@@ -4,7 +4,9 @@ Each axis is an `ophyd_async.epics.motor.Motor`, so moves use the motor record's
 own protocol: `set()` checks the soft limits before anything is written (a
 violation raises `MotorLimitsError` naming the axis and its limits), then puts
 VAL with completion, which the record gives back only when the axis is done
-(DMOV=1). Stopping writes STOP.
+(DMOV=1). Stopping writes STOP. A move that ends with the readback further from the
+target than the record's retry deadband (RDBD) raises `MotorStalledError`: the record says
+done, but the axis is not where it was sent (a stall, lost steps).
 
 Reading timestamps are what Channel Access delivers: the IOC's time of the
 record's last update, not the time the client received it. A real IOC stamps
@@ -21,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
 
 from aioca import _catools
-from ophyd_async.core import AsyncStatus, StandardReadable, wait_for_value
-from ophyd_async.epics.motor import Motor
+from ophyd_async.core import AsyncStatus, SignalR, StandardReadable, wait_for_value
+from ophyd_async.epics.motor import Motor, MotorFlyableMovableLogic
 
 MOTOR_PV_SUFFIXES: dict[str, str] = {
     "sample_x_um": "SAMX",
@@ -39,6 +43,58 @@ MOTOR_PV_SUFFIXES: dict[str, str] = {
 
 PARK_TIMEOUT_S = 10.0
 CA_ADDRESS_SCHEME = "ca://"
+
+
+class MotorStalledError(RuntimeError):
+    """A move reported done (DMOV=1) with the axis short of its target."""
+
+    def __init__(self, axis: str, target: float, readback: float, tolerance: float) -> None:
+        self.axis = axis
+        self.target = target
+        self.readback = readback
+        super().__init__(
+            f"{axis}: stalled at {readback:.6g}, target {target:.6g} "
+            f"(off by {abs(readback - target):.3g}, retry deadband {tolerance:.3g})")
+
+
+@dataclass
+class _StallCheckedLogic(MotorFlyableMovableLogic):
+    """The motor record's move, then the readback compared with the target."""
+
+    deadband: SignalR[float] | None = None
+    _tolerance: float | None = None
+
+    async def move(self, new_position: float, timeout) -> None:  # type: ignore[override]
+        await super().move(new_position, timeout)
+        if self._tolerance is None and self.deadband is not None:
+            self._tolerance = await self.deadband.get_value()  # RDBD does not change
+        # a fresh get: a monitor's update of the last RBV can arrive after the put callback
+        readback = await self.readback.get_value(cached=False)
+        tolerance = self._tolerance or 0.0
+        if abs(readback - new_position) > tolerance:
+            raise MotorStalledError(self.readback.name, new_position, readback, tolerance)
+
+
+class CheckedMotor(Motor):
+    """An EPICS `Motor` whose `set` fails with `MotorStalledError` if the axis stops short."""
+
+    @cached_property
+    def _logic(self) -> MotorFlyableMovableLogic:
+        return _StallCheckedLogic(
+            readback=self.user_readback,
+            setpoint=self.user_setpoint,
+            motor_stop=self.motor_stop,
+            low_limit_travel=self.low_limit_travel,
+            high_limit_travel=self.high_limit_travel,
+            dial_low_limit_travel=self.dial_low_limit_travel,
+            dial_high_limit_travel=self.dial_high_limit_travel,
+            velocity=self.velocity,
+            acceleration_time=self.acceleration_time,
+            motor_done_move=self.motor_done_move,
+            max_velocity=self.max_velocity,
+            motor_egu=self.motor_egu,
+            deadband=self.deadband,
+        )
 
 
 def pv_prefix_of(address: str) -> str:
@@ -76,13 +132,13 @@ class Diffractometer(StandardReadable):
 
     def __init__(self, prefix: str, name: str = "") -> None:
         with self.add_children_as_readables():
-            self.sample_x_um = Motor(prefix + MOTOR_PV_SUFFIXES["sample_x_um"])
-            self.sample_y_um = Motor(prefix + MOTOR_PV_SUFFIXES["sample_y_um"])
-            self.eta_deg = Motor(prefix + MOTOR_PV_SUFFIXES["eta_deg"])
-            self.phi_deg = Motor(prefix + MOTOR_PV_SUFFIXES["phi_deg"])
-            self.nu_deg = Motor(prefix + MOTOR_PV_SUFFIXES["nu_deg"])
-            self.delta_deg = Motor(prefix + MOTOR_PV_SUFFIXES["delta_deg"])
-            self.energy_ev = Motor(prefix + MOTOR_PV_SUFFIXES["energy_ev"])
+            self.sample_x_um = CheckedMotor(prefix + MOTOR_PV_SUFFIXES["sample_x_um"])
+            self.sample_y_um = CheckedMotor(prefix + MOTOR_PV_SUFFIXES["sample_y_um"])
+            self.eta_deg = CheckedMotor(prefix + MOTOR_PV_SUFFIXES["eta_deg"])
+            self.phi_deg = CheckedMotor(prefix + MOTOR_PV_SUFFIXES["phi_deg"])
+            self.nu_deg = CheckedMotor(prefix + MOTOR_PV_SUFFIXES["nu_deg"])
+            self.delta_deg = CheckedMotor(prefix + MOTOR_PV_SUFFIXES["delta_deg"])
+            self.energy_ev = CheckedMotor(prefix + MOTOR_PV_SUFFIXES["energy_ev"])
         super().__init__(name=name)
 
     def _move_signals(self) -> list:

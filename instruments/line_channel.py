@@ -31,7 +31,11 @@ T = TypeVar("T")
 
 QUERY_ATTEMPTS = 3
 """Tries of an idempotent query before its error is raised (one try plus two retries)."""
+SAFE_STATE_ATTEMPTS = 8
+"""Tries of a safe-state or settings sequence: more than a query gets, because leaving a
+biased tip or a charging cell is worse than waiting a few more seconds."""
 RETRY_BACKOFF_S = 0.05
+LONGEST_BACKOFF_S = 1.0
 """Wall-clock pause before the first retry; doubled before each further one. The network is
 real even in a dry run, so this is wall time, not instrument time."""
 
@@ -96,11 +100,21 @@ class LineChannel:
         Idempotent queries are tried `attempts` times with doubling back-off; the last
         error is raised as it came (it names instrument, command and reason).
         """
+
+        async def once():
+            reply = await asyncio.to_thread(self._query_reconnecting, command)
+            return reply if parse is None else parse(reply)
+
+        return await self.retrying(command, once, idempotent=idempotent)
+
+    async def retrying(
+        self, command: str, exchange: Callable[[], Awaitable[T]], *, idempotent: bool
+    ) -> T:
+        """Run one exchange; if `idempotent`, again after a failure (closed, backed off)."""
         attempts = self.attempts if idempotent else 1
         for attempt in range(attempts):
             try:
-                reply = await asyncio.to_thread(self._query_reconnecting, command)
-                return reply if parse is None else parse(reply)
+                return await exchange()
             except InstrumentCommunicationError as error:
                 self.exchange_failed(command, error)
                 if attempt + 1 >= attempts:
@@ -127,13 +141,13 @@ class LineChannel:
     async def until_confirmed(
         self, what: str, factory: Callable[[], Awaitable[T]], *, attempts: int | None = None
     ) -> T:
-        """Run a safe-state sequence (absolute settings, then their read-back) until it succeeds.
+        """Run a sequence of absolute settings and their read-back until it succeeds.
 
-        Putting an instrument in its safe state is idempotent by construction ("output off",
-        "0 V"), so unlike other writes it is retried: a dropped connection or a lost reply
-        must not leave a biased tip or a charging cell behind.
+        Such a sequence is idempotent by construction ("output off", "0 V", "raster 16 × 16
+        at 0, 0"), so unlike single writes it is repeated as a whole: a dropped connection
+        or a lost reply must not leave a biased tip, a charging cell or a wrong raster.
         """
-        attempts = attempts or self.attempts
+        attempts = attempts or SAFE_STATE_ATTEMPTS
         for attempt in range(attempts):
             try:
                 return await factory()
@@ -142,7 +156,7 @@ class LineChannel:
                     raise
                 LOG.warning("%s: %s failed (%s); trying again", self.name, what, error)
                 self.retries_made += 1
-                await asyncio.sleep(RETRY_BACKOFF_S * 2**attempt)
+                await asyncio.sleep(min(RETRY_BACKOFF_S * 2**attempt, LONGEST_BACKOFF_S))
         raise AssertionError("unreachable")
 
     async def identify(self, must_contain: str, instrument_kind: str) -> str:

@@ -143,16 +143,15 @@ class VisaConnection(LineChannel):
             raise InstrumentCommunicationError(self.name, command, reason) from error
 
     async def query_block(
-        self, command: str, dtype: np.dtype | str, *, extra_timeout_s: float = 0.0
+        self, command: str, dtype: np.dtype | str, *, extra_timeout_s: float = 0.0,
+        idempotent: bool = False,
     ) -> np.ndarray:
-        """A binary-block query; never retried (blocks are acquisitions: a scan line, frames)."""
+        """A binary-block query. Not retried unless the caller says it only reads (the bin
+        frequencies, the last topography): most blocks are acquisitions (a scan line)."""
 
         def exchange() -> np.ndarray:
             self.reopen_if_dropped(command)
             return self.query_block_blocking(command, dtype, extra_timeout_s=extra_timeout_s)
 
-        try:
-            return await asyncio.to_thread(exchange)
-        except InstrumentCommunicationError as error:
-            self.exchange_failed(command, error)
-            raise
+        return await self.retrying(
+            command, lambda: asyncio.to_thread(exchange), idempotent=idempotent)

@@ -35,6 +35,7 @@ from vegard.instruments.area_detector_driver import PositionTrigger
 from vegard.instruments.diffractometer import Diffractometer
 
 from .band_excitation import await_call
+from .rocking_map import mv_retrying
 
 PEAK_REGION_FRACTION = 0.2
 """Voxels of the smoothed search volume above this fraction of its maximum, connected
@@ -107,10 +108,10 @@ def find_bragg_peak(
     etas = rocking_angles_deg(eta_center_deg, points, settings.step_deg)
     run_up = settings.step_deg
     total = np.zeros((points, *settings.roi.shape))
-    yield from bps.mv(diffractometer.delta_deg, delta_deg, diffractometer.nu_deg, nu_deg)
+    yield from mv_retrying(diffractometer.delta_deg, delta_deg, diffractometer.nu_deg, nu_deg)
     for x_um, y_um in settings.positions_um:
-        yield from bps.mv(diffractometer.sample_x_um, x_um, diffractometer.sample_y_um, y_um,
-                          diffractometer.eta_deg, float(etas[0] - run_up))
+        yield from mv_retrying(diffractometer.sample_x_um, x_um, diffractometer.sample_y_um, y_um,
+                               diffractometer.eta_deg, float(etas[0] - run_up))
         trigger = PositionTrigger("eta_deg", float(etas[0]), settings.step_deg, points)
         yield from await_call(
             lambda t=trigger: detector.arm_search(settings.roi, settings.exposure_s, t))

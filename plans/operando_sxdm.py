@@ -10,7 +10,9 @@ is completed (its pixels' rocking curves are whole).
 
 On every exit (success, the limit, an abort or a fault) the cell is left at open
 circuit and the detector disarmed; on a failure the diffractometer axes are stopped
-where they are.
+where they are. The stop document's `reason` says why a successful run ended: the
+voltage limit (flagged "early" when less than `EARLY_CHARGE_FRACTION` of the expected
+capacity had passed: lost contact, a dried-out cell) or the map count.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
+from bluesky.utils import RunEngineControlException
 from ophyd_async.core import StandardReadable, soft_signal_rw
 
 from vegard.diffraction_geometry import DiffractometerGeometry
@@ -33,6 +36,8 @@ from .bragg_peak_search import PeakSearchSettings, find_bragg_peak
 from .rocking_map import RockingMapSettings, rocking_map_lines, sxdm_metadata
 
 ALIGNMENT_STREAM = "alignment"
+EARLY_CHARGE_FRACTION = 0.8
+"""A limit reached with less than this share of the expected capacity charged is early."""
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +46,8 @@ logger = logging.getLogger(__name__)
 class ChargeSettings:
     current_a: float
     voltage_limit_v: float
+    expected_capacity_mah: float | None = None
+    """Charge the electrode should take up to the limit (None: not judged)."""
 
 
 class PeakSetting(StandardReadable):
@@ -87,13 +94,15 @@ def operando_sxdm(
         **(md or {}),
     }
     setting = PeakSetting()
+    stop = {"reason": f"{max_maps} maps taken"}
 
     def maps():
         eta_center, delta = first_eta_center_deg, first_delta_deg
         next_start_s = None
         for map_index in range(max_maps):
             if map_index and (yield from _limit_reached(potentiostat)):
-                logger.info("voltage limit reached after %d maps", map_index)
+                stop["reason"] = yield from _limit_reason(potentiostat, charge, map_index)
+                logger.info(stop["reason"])
                 break
             if map_interval_s and next_start_s is not None:
                 yield from bps.sleep(max(0.0, next_start_s - detector.clock.now()))
@@ -110,15 +119,17 @@ def operando_sxdm(
             yield from rocking_map_lines(diffractometer, detector, map_settings,
                                          eta_center_deg=eta_center, map_index=map_index)
 
-    @bpp.stage_decorator([detector, diffractometer])
-    @bpp.run_decorator(md=metadata)
-    def inner():
+    def charge_and_map():
         yield from bps.monitor(potentiostat, name=monitor_stream)
         yield from bps.prepare(detector, map_settings.fly_settings, wait=True)
         yield from await_call(
             lambda: potentiostat.start_charge(charge.current_a, charge.voltage_limit_v))
         yield from maps()
         yield from bps.unmonitor(potentiostat)
+
+    @bpp.stage_decorator([detector, diffractometer])
+    def inner():
+        return (yield from _run_with_stop_reason(charge_and_map(), metadata, stop))
 
     def make_safe():
         yield from await_call(potentiostat.rest)
@@ -134,3 +145,34 @@ def operando_sxdm(
 def _limit_reached(potentiostat: Potentiostat):
     reached = yield from await_call(potentiostat.driver.limit_reached)
     return bool(reached)
+
+
+def _limit_reason(potentiostat: Potentiostat, charge: ChargeSettings, maps_done: int):
+    """Why the maps stopped at the limit; "early" if the cell took too little charge."""
+    cell = yield from await_call(potentiostat.driver.read_all)
+    reason = (f"voltage limit {charge.voltage_limit_v:g} V reached after {maps_done} maps, "
+              f"{cell.charge_mah:.4g} mAh charged")
+    expected = charge.expected_capacity_mah
+    if expected and cell.charge_mah < EARLY_CHARGE_FRACTION * expected:
+        reason = (f"voltage limit {charge.voltage_limit_v:g} V reached early: "
+                  f"{cell.charge_mah:.4g} mAh of {expected:.4g} mAh expected "
+                  f"({100 * cell.charge_mah / expected:.0f} %), after {maps_done} maps; "
+                  "cell at open circuit")
+    return reason
+
+
+def _run_with_stop_reason(plan, metadata: dict[str, Any], stop: dict[str, str]):
+    """`bpp.run_wrapper`, whose successful stop document carries `stop["reason"]`."""
+    yield from bps.open_run(metadata)
+
+    def close_failed(error):
+        if isinstance(error, RunEngineControlException):
+            yield from bps.close_run(exit_status=error.exit_status)
+        else:
+            yield from bps.close_run(exit_status="fail", reason=str(error))
+
+    def close_done():
+        yield from bps.close_run(exit_status="success", reason=stop["reason"])
+
+    return (yield from bpp.contingency_wrapper(plan, except_plan=close_failed,
+                                               else_plan=close_done))

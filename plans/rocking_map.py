@@ -14,10 +14,16 @@ speed when the first frame opens.
 
 One event per flown line: frames (HDF5 StreamDatum), map/row/eta indices and frame
 times from the detector, positions and angles from the diffractometer.
+
+A line that goes wrong is taken again (at most `MAX_RETAKES` times) when taking it again
+can help: the detector refused its frames (`BadLineError`: a missed trigger, a saturated
+burst, frames lost on the wire) or an axis stalled (`MotorStalledError`). The detector is
+disarmed first; nothing of the bad line was recorded, so each line is recorded once.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,16 +31,42 @@ from typing import Any
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
+from bluesky.utils import FailedStatus
 
 from vegard.diffraction_geometry import DetectorRoi, DiffractometerGeometry, rocking_angles_deg
-from vegard.instruments.area_detector import AreaDetector, FlyLineSettings
+from vegard.instruments.area_detector import AreaDetector, BadLineError, FlyLineSettings
 from vegard.instruments.area_detector_driver import PositionTrigger
-from vegard.instruments.diffractometer import Diffractometer
+from vegard.instruments.diffractometer import Diffractometer, MotorStalledError
 
 from .band_excitation import await_call
 
+logger = logging.getLogger(__name__)
+
 FAST_PIEZO_UM_PER_S = 1000.0
 """Piezo speed restored after a map (moves between maps need no trigger timing)."""
+MAX_RETAKES = 2
+"""Re-takes of one fly line before its fault fails the plan."""
+RETAKABLE = (BadLineError, MotorStalledError)
+
+
+def device_error(error: BaseException) -> BaseException:
+    """The device's own exception: bluesky throws a failed status into the plan as
+    `FailedStatus` with the device's exception as its cause."""
+    if isinstance(error, FailedStatus) and error.__cause__ is not None:
+        return error.__cause__
+    return error
+
+
+def mv_retrying(*args):
+    """`bps.mv`, repeated once if an axis stalled short of its target (a second stall, or
+    any other failure, fails the plan)."""
+    try:
+        yield from bps.mv(*args)
+    except FailedStatus as error:
+        if not isinstance(device_error(error), MotorStalledError):
+            raise
+        logger.warning("retrying a stalled move: %s", device_error(error))
+        yield from bps.mv(*args)
 
 
 @dataclass(frozen=True)
@@ -119,17 +151,32 @@ def rocking_map_lines(
     fly_end = settings.x_um[-1] + step / 2.0
     etas = settings.eta_deg(eta_center_deg)
     trigger = PositionTrigger("sample_x_um", first_trigger, step, len(settings.x_um))
-    yield from bps.mv(x_axis, run_up_start)
+    yield from mv_retrying(x_axis, run_up_start)
     yield from bps.mv(x_axis.velocity, velocity)
+
+    def fly_line(row: int, y: float, eta_index: int, eta: float):
+        yield from bps.mv(x_axis, run_up_start, y_axis, y, eta_axis, eta)
+        yield from await_call(lambda: detector.arm_line(trigger))
+        yield from bps.mv(x_axis, fly_end)
+        yield from bps.mv(detector.row, row, detector.eta_index, eta_index)
+        yield from bps.trigger_and_read([detector, diffractometer, *readables])
+
     try:
         yield from bps.mv(detector.map_index, map_index)
         for row, y in enumerate(settings.y_um):
             for eta_index, eta in enumerate(etas):
-                yield from bps.mv(x_axis, run_up_start, y_axis, y, eta_axis, float(eta))
-                yield from await_call(lambda: detector.arm_line(trigger))
-                yield from bps.mv(x_axis, fly_end)
-                yield from bps.mv(detector.row, row, detector.eta_index, eta_index)
-                yield from bps.trigger_and_read([detector, diffractometer, *readables])
+                for retake in range(MAX_RETAKES + 1):
+                    try:
+                        yield from fly_line(row, y, eta_index, float(eta))
+                        break
+                    except Exception as error:  # re-raised unless taking the line again helps
+                        cause = device_error(error)
+                        if not isinstance(cause, RETAKABLE) or retake == MAX_RETAKES:
+                            raise
+                        logger.warning("map %d row %d eta %d: re-taking the line (%d of %d): %s",
+                                       map_index, row, eta_index, retake + 1, MAX_RETAKES,
+                                       cause)
+                        yield from await_call(detector.stop)
     finally:
         yield from bps.mv(x_axis.velocity, FAST_PIEZO_UM_PER_S)
 

@@ -131,6 +131,10 @@ class LmnoCell:
                   "largest current the potentiostat delivers while holding a potential"),
         Parameter("potential_noise_v", 2e-4, "V", 0.0, 0.01,
                   "standard deviation of each potential reading (Gaussian)"),
+        Parameter("fault_potential_jump_at_s", 0.0, "s", 0.0, 1e8,
+                  "fault injection, lost contact: at the first instant of a galvanostatic "
+                  "run at or after this instrument time since the lab started, the potential "
+                  "jumps to the voltage limit and the channel opens the circuit (0 = off)"),
     )
 
     def __init__(
@@ -164,6 +168,11 @@ class LmnoCell:
         self._limit_reached_time_s: float | None = None
         self._technique_start_time_s: float | None = None
         self._hold_step_s = _FIRST_HOLD_STEP_S
+        self._built_s = clock.now()
+        """Fault schedules count from here (the lab builds its models when it starts)."""
+        jump_at_s = values["fault_potential_jump_at_s"]
+        self._jump_due_s: float | None = self._built_s + jump_at_s if jump_at_s > 0 else None
+        self._fired: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ commands
 
@@ -320,6 +329,20 @@ class LmnoCell:
                 "parameters": dict(self.parameters),
             }
 
+    def safe_state(self) -> dict[str, Any]:
+        """Safe = open circuit: no technique running, no current through the cell."""
+        with self._lock:
+            self._advance()
+            output_on = self._mode is not CellMode.REST
+            return {"safe": not output_on and self._current_a == 0.0, "output_on": output_on,
+                    "current_a": self._current_a, "mode": self._mode.name}
+
+    def fired_faults(self) -> list[dict[str, Any]]:
+        """The physics faults that happened (instrument time since the lab started)."""
+        with self._lock:
+            self._advance()
+            return [dict(fault) for fault in self._fired]
+
     # ---------------------------------------------------------------- potentials
 
     def _ocv_v(self, lithium: float) -> float:
@@ -377,6 +400,11 @@ class LmnoCell:
 
     def _galvanostatic_step(self, remaining_s: float) -> None:
         current_a = self._current_a
+        if self._jump_due_s is not None and current_a:
+            if self._time_s >= self._jump_due_s:
+                self._jump_to_limit()
+                return
+            remaining_s = min(remaining_s, self._jump_due_s - self._time_s)
         step_s = min(remaining_s, _MAX_CONSTANT_CURRENT_STEP * self.parameters["diffusion_time_s"])
         if current_a:
             step_s = min(step_s, _MAX_LITHIUM_STEP * self._capacity_c / abs(current_a))
@@ -392,7 +420,25 @@ class LmnoCell:
         self._step_at_current(crossing_s, current_a)
         self._reach_limit()
 
+    def _jump_to_limit(self) -> None:
+        """Lost contact: the potential jumps to the cut-off, which opens the circuit."""
+        before_v = self._terminal_v(self._lithium, self._current_a, self._polarisation_v)
+        self._jump_due_s = None
+        self._fired.append({
+            "kind": "potential_jump",
+            "instrument_time_s": self._time_s - self._built_s,
+            "potential_before_v": before_v,
+            "potential_after_v": self._voltage_limit_v,
+            "lithium_content": self._lithium,
+            "charge_mah": self._charge_mah,
+        })
+        self._reach_limit()
+
     def _check_limit_now(self) -> None:
+        if (self._jump_due_s is not None and self._current_a
+                and self._time_s >= self._jump_due_s):
+            self._jump_to_limit()
+            return
         potential_v = self._terminal_v(self._lithium, self._current_a, self._polarisation_v)
         if self._beyond_limit_v(potential_v) >= 0:
             self._reach_limit()

@@ -149,6 +149,16 @@ class MaxipixEmulator(Instrument):
     def armed(self) -> Acquisition | None:
         return self._armed
 
+    @property
+    def _armed(self) -> Acquisition | None:
+        return self._acquisition
+
+    @_armed.setter
+    def _armed(self, acquisition: Acquisition | None) -> None:
+        # every arm/disarm goes through here, so the model's safe state is always current
+        self._acquisition = acquisition
+        self.model.set_armed(acquisition is not None)
+
     # ------------------------------------------------------------------ settings
 
     def _idle_only(self, setter: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
@@ -256,7 +266,9 @@ class MaxipixEmulator(Instrument):
         starts = np.asarray(acquisition.starts_s)
         complete_s = starts[-1] + acquisition.exposure_s + acquisition.dead_time_s
         self.clock.sleep_blocking(complete_s - self.clock.now())
-        counts = self.model.acquire(starts, acquisition.exposure_s, acquisition.roi)
+        counts, starts = self.model.acquire_line(
+            starts, acquisition.exposure_s, acquisition.roi,
+            armed_s=acquisition.armed_s, axis=acquisition.axis)
         self._armed = None
         self._last_times_s = [float(t) for t in starts]
         overrun = int(np.count_nonzero(

@@ -82,6 +82,22 @@ DETECTOR_PARAMETERS: tuple[Parameter, ...] = (
               "dead time between frames (readout)"),
 )  # fmt: skip
 
+FAULT_PARAMETERS: tuple[Parameter, ...] = (
+    Parameter("fault_frame_missing_at_s", 0.0, "s", 0.0, 1e8,
+              "fault injection, missed trigger: the first fly line armed at or after this "
+              "instrument time since the lab started delivers one frame fewer (0 = off)"),
+    Parameter("fault_frame_saturated_at_s", 0.0, "s", 0.0, 1e8,
+              "fault injection, burst: one frame of the first fly line armed at or after this "
+              "instrument time since the lab started has many pixels at the counter maximum "
+              "(0 = off)"),
+)  # fmt: skip
+LINE_FAULTS = {"frame_missing": "fault_frame_missing_at_s",
+               "frame_saturated": "fault_frame_saturated_at_s"}
+"""Physics fault kind → the parameter scheduling it. They hit fly lines only (a trigger
+axis in `POSITION_AXES`), not peak-search rocking scans flown in eta."""
+BURST_FRACTION = 0.05
+"""Share of a frame's pixels a burst saturates."""
+
 
 class Trajectories(Protocol):
     """Where the diffractometer's axes were (a `SimulatedDiffractometer`)."""
@@ -110,6 +126,7 @@ class SxdmEndStation:
         *LmnoCrystal.PARAMETERS,
         *NanoBeam.PARAMETERS,
         *DETECTOR_PARAMETERS,
+        *FAULT_PARAMETERS,
     )
 
     def __init__(
@@ -135,6 +152,12 @@ class SxdmEndStation:
         self._lock = threading.RLock()
         self._truth: list[dict[str, np.ndarray]] = []
         self._frame_count = 0
+        self._built_s = clock.now()
+        """Fault schedules count from here (the lab builds its models when it starts)."""
+        self._fault_due_s = {kind: self._built_s + values[name]
+                             for kind, name in LINE_FAULTS.items() if values[name] > 0}
+        self._fired: list[dict[str, Any]] = []
+        self._armed = False
 
     # ------------------------------------------------------------------ detector
 
@@ -161,6 +184,64 @@ class SxdmEndStation:
     def lithium_content(self) -> float:
         """x of the cell now (1, pristine, when the lab has no potentiostat)."""
         return 1.0 if self.potentiostat is None else float(self.potentiostat.lithium_content())
+
+    # ------------------------------------------------------------------ state, faults
+
+    def set_armed(self, armed: bool) -> None:
+        """The emulator reports arming and disarming (the detector's safe state)."""
+        with self._lock:
+            self._armed = bool(armed)
+
+    def safe_state(self) -> dict[str, Any]:
+        """Safe = not armed: no acquisition is waiting for triggers or running."""
+        with self._lock:
+            return {"safe": not self._armed, "armed": self._armed}
+
+    def fired_faults(self) -> list[dict[str, Any]]:
+        """The physics faults that acted on a line (instrument time since the lab started)."""
+        with self._lock:
+            return [dict(fault) for fault in self._fired]
+
+    def acquire_line(
+        self, start_times_s: Sequence[float], exposure_s: float, roi: DetectorRoi, *,
+        armed_s: float, axis: str,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(frames, their start times) an acquisition delivers: `acquire`, plus the physics
+        fault scheduled for the first fly line armed at or after its time, if any."""
+        starts = np.asarray(start_times_s, dtype=float).reshape(-1)
+        with self._lock:
+            kinds = [kind for kind, due_s in self._fault_due_s.items()
+                     if axis in POSITION_AXES and armed_s >= due_s]
+            for kind in kinds:
+                del self._fault_due_s[kind]
+        record = {"instrument_time_s": armed_s - self._built_s, "axis": axis,
+                  "triggers": int(starts.size)}
+        if "frame_missing" in kinds and starts.size:
+            missed = starts.size // 2
+            starts = np.delete(starts, missed)
+            self._record({**record, "kind": "frame_missing", "frame_index": missed,
+                          "frames_delivered": int(starts.size)})
+        counts = self.acquire(starts, exposure_s, roi)
+        if "frame_saturated" in kinds and counts.shape[0]:
+            index = counts.shape[0] // 2
+            pixels = self._burst(counts[index])
+            self._record({**record, "kind": "frame_saturated", "frame_index": index,
+                          "saturated_pixels": pixels})
+        return counts, starts
+
+    def _burst(self, frame: np.ndarray) -> int:
+        """Saturate a disc of about `BURST_FRACTION` of the frame's pixels; how many."""
+        rows, cols = frame.shape
+        radius = max(2.0, math.sqrt(BURST_FRACTION * rows * cols / math.pi))
+        row0, col0 = self._rng.uniform(0, rows), self._rng.uniform(0, cols)
+        rr, cc = np.ogrid[:rows, :cols]
+        disc = (rr - row0) ** 2 + (cc - col0) ** 2 <= radius**2
+        frame[disc] = SATURATION_COUNTS
+        return int(disc.sum())
+
+    def _record(self, fault: dict[str, Any]) -> None:
+        with self._lock:
+            self._fired.append(fault)
 
     # ------------------------------------------------------------------ triggers
 

@@ -28,6 +28,7 @@ from vegard.instruments.diffractometer import (
     use_channel_access_environment,
 )
 from vegard.instruments.visa_connection import VisaConnection
+from vegard.plans.retakes import failure_cause
 from vegard.progress import ProgressPrinter
 from vegard.protocol_runners import merged_analysis, run_metadata, runner_for
 from vegard.simulators.control import parse_clock_reply
@@ -266,11 +267,12 @@ class Session:
         except RunEngineInterrupted:
             run_engine.abort("interrupted by the user")
         except Exception as error:  # the run is closed and recorded; report, don't crash
-            error_text = f"{type(error).__name__}: {error}"
+            cause = failure_cause(error)  # the device's error, not bluesky's status wrapper
+            error_text = f"{type(cause).__name__}: {cause}"
         uids = [uid for uid, _, _ in self._statuses]
         failures = [(status, reason) for _, status, reason in self._statuses if status != "success"]
         if failures:
-            return uids, failures[0][0], failures[0][1] or error_text
+            return uids, failures[0][0], error_text or failures[0][1]
         if error_text:
             return uids, "fail", error_text
         return uids, "success", ""

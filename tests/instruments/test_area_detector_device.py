@@ -10,9 +10,13 @@ import pytest
 
 from vegard.clock import InstrumentClock
 from vegard.diffraction_geometry import DetectorRoi
-from vegard.instruments.area_detector import AreaDetector, DoseBudgetError, FlyLineSettings
+from vegard.instruments.area_detector import (
+    AreaDetector,
+    DoseBudgetError,
+    FlyLineSettings,
+    LineTransferError,
+)
 from vegard.instruments.area_detector_driver import AreaDetectorDriver, PositionTrigger
-from vegard.instruments.errors import InstrumentReplyError
 from vegard.instruments.visa_connection import VisaConnection
 from vegard.simulators.lab import SimulatedLab
 
@@ -56,7 +60,7 @@ def test_missing_triggers_fail_with_the_detectors_reason_and_disarm(lab, tmp_pat
         await detector.prepare(FlyLineSettings(ROI, 0.01, 10))
         # the piezo never moves: no trigger position is passed
         await detector.arm_line(PositionTrigger("sample_x_um", 1.0, 0.1, 10))
-        with pytest.raises(InstrumentReplyError, match="0 of 10 triggers"):
+        with pytest.raises(LineTransferError, match=r"line map 0 row 0 eta 0: .*0 of 10 triggers"):
             await detector.trigger()
         await detector.stop()
         return await detector.driver.state()
