@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InstrumentCommunicationError, InstrumentReplyError
 from .replies import parse_floats
 from .text_driver import TextDriver
-from .visa_connection import InstrumentReplyError, VisaConnection
+from .visa_connection import VisaConnection
 
 EXCITATION_TOKENS = {"lf_dc_plus": "LFDCP", "lf_dc_minus": "LFDCM", "hf_lf": "HFLF"}
 EXCITATIONS_BY_TOKEN = {token: name for name, token in EXCITATION_TOKENS.items()}
@@ -129,13 +130,21 @@ class BandExcitationAfmController(TextDriver):
         async def lift() -> bool:
             await self.connection.write("SCAN:PARK")
             (parked,) = await self._ints("SCAN:PARK?", 1)
+            if not parked:
+                raise InstrumentCommunicationError(self.name, "SCAN:PARK", "tip not parked")
             return bool(parked)
 
         return await self.connection.until_confirmed("scanner park", lift)
 
     async def _unbias(self) -> tuple[bool, float, float]:
-        await self.connection.write("BIAS:OUTP 0;BIAS:DC 0;BIAS:AC 0")
-        return await self.bias()
+        command = "BIAS:OUTP 0;BIAS:DC 0;BIAS:AC 0"
+        await self.connection.write(command)
+        output, dc, ac = await self.bias()
+        if output or dc != 0.0 or ac != 0.0:  # refused or lost: say so, so it is sent again
+            raise InstrumentCommunicationError(
+                self.name, command, f"tip still biased (output {output}, DC {dc:g} V, "
+                f"AC {ac:g} V)")
+        return output, dc, ac
 
     async def _last_topography(self) -> np.ndarray:
         """Heights of the last acquisition; only read, so safe to ask again."""

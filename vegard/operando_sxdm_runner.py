@@ -122,7 +122,11 @@ def plan_operando_sxdm(protocol: OperandoSxdmProtocol, devices: dict[str, Any],
     theta = float(bragg_angles(protocol.start_d400_angstrom, geometry.energy_ev))
     return operando_sxdm(
         devices["potentiostat"], devices["diffractometer"], devices["area_detector"],
-        charge=ChargeSettings(charge_current_a(protocol), protocol.cell.voltage_limit_v),
+        charge=ChargeSettings(
+            charge_current_a(protocol), protocol.cell.voltage_limit_v,
+            expected_capacity_mah=protocol.cell.active_mass_mg
+            * protocol.cell.capacity_mah_per_g / 1000.0,
+        ),
         map_settings=settings,
         search=PeakSearchSettings(
             positions_um=spread_positions_um(settings.x_um, settings.y_um),
