@@ -22,7 +22,7 @@ import numpy as np
 
 from vegard.diffraction_geometry import DetectorRoi
 
-from .errors import InstrumentReplyError
+from .errors import InstrumentCommunicationError, InstrumentReplyError
 from .text_driver import TextDriver
 from .visa_connection import VisaConnection
 
@@ -131,7 +131,10 @@ class AreaDetectorDriver(TextDriver):
 
         async def disarm() -> str:
             await self.connection.write("ABOR")
-            return await self.state()
+            state = await self.state()
+            if state != "IDLE":  # the ABOR was refused or lost on the wire: send it again
+                raise InstrumentCommunicationError(self.name, "ABOR", f"detector still {state}")
+            return state
 
         return await self.connection.until_confirmed("disarm (ABOR)", disarm)
 
