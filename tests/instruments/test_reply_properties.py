@@ -68,26 +68,21 @@ def test_parse_float(reply: str):
         assert isinstance(value, float) and math.isfinite(value)
 
 
+@pytest.mark.parametrize(
+    ("parse", "acceptable"),
+    [(parse_floats, lambda v: isinstance(v, float) and math.isfinite(v)),
+     (parse_ints, lambda v: type(v) is int)],
+    ids=["floats", "ints"],
+)
 @EXAMPLES
 @given(reply=replies, count=st.integers(min_value=1, max_value=6))
-def test_parse_floats(reply: str, count: int):
+def test_parse_number_lists(parse, acceptable, reply: str, count: int):
     try:
-        values = parse_floats(reply, count, instrument=INSTRUMENT, command=COMMAND)
+        values = parse(reply, count, instrument=INSTRUMENT, command=COMMAND)
     except InstrumentReplyError as error:
         assert_names_everything(error, [COMMAND])
     else:
-        assert len(values) == count and finite(*values)
-
-
-@EXAMPLES
-@given(reply=replies, count=st.integers(min_value=1, max_value=6))
-def test_parse_ints(reply: str, count: int):
-    try:
-        values = parse_ints(reply, count, instrument=INSTRUMENT, command=COMMAND)
-    except InstrumentReplyError as error:
-        assert_names_everything(error, [COMMAND])
-    else:
-        assert len(values) == count and all(type(v) is int for v in values)
+        assert len(values) == count and all(acceptable(v) for v in values)
 
 
 def test_parsers_accept_and_refuse_what_they_should():
