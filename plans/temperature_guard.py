@@ -5,8 +5,8 @@ temperature. Between lines the guard reads the stage: out of band, the plan wait
 (instrument time) until the temperature is back and has stayed in band for
 `resume_after_s`, then goes on; a line during which the band was left is taken again
 after the pause (the analysis keeps the last take of a row). Above the stage's rated
-maximum the heater is running away: waiting is wrong, the plan raises and the stage's
-safe exit switches the heater off.
+maximum (by `RUNAWAY_MARGIN_K`) the heater is running away: waiting is wrong, the plan
+raises and the stage's safe exit switches the heater off.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 EXCURSION_FACTOR = 2.0
 """A map pauses when a reading is this many settle tolerances from the setpoint."""
+RUNAWAY_MARGIN_K = 2.0
+"""How far above the rated maximum a reading means runaway (a map held at the maximum
+itself reads a few mK above it half the time)."""
 
 
 class TemperatureRunawayError(RuntimeError):
@@ -50,11 +53,12 @@ class TemperatureGuard:
         return abs(temperature_k - self.setpoint_k) <= self.tolerance_k
 
     def check_limit(self, temperature_k: float) -> None:
-        limit_k = self.stage.maximum_temperature_k
-        if temperature_k > limit_k:
+        rated_k = self.stage.maximum_temperature_k
+        if temperature_k > rated_k + RUNAWAY_MARGIN_K:
             raise TemperatureRunawayError(
-                f"{self.stage.name}: {temperature_k:.2f} K is above the rated maximum "
-                f"{limit_k:g} K while holding {self.setpoint_k:g} K (heater runaway)")
+                f"{self.stage.name}: {temperature_k:.2f} K is more than {RUNAWAY_MARGIN_K:g} K "
+                f"above the rated maximum {rated_k:g} K while holding {self.setpoint_k:g} K "
+                "(heater runaway)")
 
     def wait_in_band(self):
         """Return at once if in band; else pause until back for `resume_after_s`.
