@@ -119,7 +119,7 @@ class TemperatureStage:
 
     def _fault_ticks(self, name: str) -> int | None:
         at_s = self.parameters[name]
-        return None if at_s <= 0 else int(round(at_s / CONTROL_PERIOD_S))
+        return None if at_s <= 0 else round(at_s / CONTROL_PERIOD_S)
 
     # ------------------------------------------------------------------ commands
 
@@ -319,7 +319,7 @@ class TemperatureStage:
                 loop.stuck_output_percent = 100.0
                 duration_s = self.parameters["fault_heater_runaway_s"]
                 if duration_s > 0:
-                    self._runaway_end_tick = tick + int(round(duration_s / CONTROL_PERIOD_S))
+                    self._runaway_end_tick = tick + round(duration_s / CONTROL_PERIOD_S)
             self._fired.append({
                 "kind": "heater_runaway", "instrument_time_s": tick * CONTROL_PERIOD_S,
                 "stage_temperature_k": loop.stage_k, "heater_range": int(loop.heater_range),
