@@ -120,10 +120,12 @@ def _suffix(data: Mapping[str, Any], suffix: str) -> Any:
 
 @dataclass
 class _MapRecord:
-    """What the documents said about one map besides its lines."""
+    """What the documents said about one map besides its lines: row → the reading of that
+    row's last take (a line re-taken after a temperature excursion replaces its reading,
+    as it replaces its data)."""
 
-    sample_temperatures_k: list[float]
-    setpoints_k: list[float]
+    sample_temperatures_k: dict[int, float]
+    setpoints_k: dict[int, float]
 
 
 class EsmTemperatureSeriesAnalysis(DocumentRouter):
@@ -224,7 +226,7 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
             self.assemblers[index] = EsmMapAssembler(
                 m["pixels_x"], m["pixels_y"], m["excitations"], prefix=p
             )
-            self._records[index] = _MapRecord([], [])
+            self._records[index] = _MapRecord({}, {})
             stamps = doc.get("timestamps") or {}  # instrument time, as on the monitor stream
             self._first_line_time_s[index] = float(
                 stamps.get(f"{self._stage}-temperature_k", doc["time"])
@@ -237,7 +239,7 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
                              (record.setpoints_k, "setpoint_k")):
             value = data.get(f"{self._stage}-{name}")
             if value is not None:
-                values.append(float(value))
+                values[int(data[f"{p}-row"])] = float(value)
         if assembler.rows_done == assembler.pixels_y:
             self._map_finished(index)
         self.latest = {
@@ -270,7 +272,7 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
         setpoints = self._series.get("temperatures_k") or []
         if 0 <= index < len(setpoints):
             return float(setpoints[index])
-        return _mean(self._records[index].setpoints_k)
+        return _mean(list(self._records[index].setpoints_k.values()))
 
     def _extent_nm(self, index: int) -> tuple[float, float, float, float]:
         """Where map `index` was scanned: the protocol's area moved by the tracking offset."""
@@ -323,7 +325,7 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
         self, index: int, reference: int | None
     ) -> tuple[dict[str, Any], np.ndarray]:
         assembler = self.assemblers[index]
-        record = self._records[index]
+        sample_temperatures_k = list(self._records[index].sample_temperatures_k.values())
         shift_px, quality = self._residual_shift(index, reference)
         trusted = quality is not None and quality >= MINIMUM_REGISTRATION_QUALITY
         mask = self._region_mask(index, shift_px if trusted else None)
@@ -337,9 +339,9 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
         summary = {
             "map_index": index,
             "setpoint_k": json_float(self._setpoint_k(index)),
-            "temperature_k": json_float(_mean(record.sample_temperatures_k)),
+            "temperature_k": json_float(_mean(sample_temperatures_k)),
             "temperature_std_k": json_float(
-                np.std(record.sample_temperatures_k) if record.sample_temperatures_k else math.nan
+                np.std(sample_temperatures_k) if sample_temperatures_k else math.nan
             ),
             "lines_recorded": assembler.rows_done,
             "complete": self._complete(index),

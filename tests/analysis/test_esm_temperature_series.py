@@ -334,3 +334,21 @@ def test_activation_energy_of_d_from_the_material_sets_the_diffusion_lengths(sur
 def test_a_region_not_understood_is_refused_at_start(region):
     with pytest.raises(ValueError):
         EsmTemperatureSeriesAnalysis()("start", start_doc(region=region))
+
+
+def test_a_retaken_line_replaces_the_interrupted_take_and_its_temperature(surface):
+    """The plan re-takes a line that ended out of the temperature band; only the last take
+    of a row counts, its data and its temperature alike."""
+    docs = list(documents(surface))
+    first_line = next(i for i, (name, doc) in enumerate(docs)
+                      if name == "event" and doc["descriptor"] == "d-primary")
+    interrupted = json.loads(json.dumps(docs[first_line][1], default=lambda v: v.tolist()))
+    interrupted["uid"] = "interrupted"
+    interrupted["data"]["temperature_stage-sample_temperature_k"] += 15.0  # a runaway
+    for e in EXCITATIONS:
+        interrupted["data"][f"afm-{e}_amplitude_pm"] = [1e6] * PIXELS  # nonsense if kept
+    docs.insert(first_line, ("event", interrupted))
+    with_retake = run(docs).result
+    clean = run(documents(surface)).result
+    assert with_retake["temperatures_k"] == clean["temperatures_k"]
+    assert with_retake["a_f_pm_by_temperature_k"] == clean["a_f_pm_by_temperature_k"]
