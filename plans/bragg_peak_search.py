@@ -35,7 +35,7 @@ from vegard.instruments.area_detector_driver import PositionTrigger
 from vegard.instruments.diffractometer import Diffractometer
 
 from .band_excitation import await_call
-from .rocking_map import mv_retrying
+from .retakes import mv_retrying
 
 PEAK_REGION_FRACTION = 0.2
 """Voxels of the smoothed search volume above this fraction of its maximum, connected

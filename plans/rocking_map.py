@@ -15,7 +15,7 @@ speed when the first frame opens.
 One event per flown line: frames (HDF5 StreamDatum), map/row/eta indices and frame
 times from the detector, positions and angles from the diffractometer.
 
-A line that goes wrong is taken again (at most `MAX_RETAKES` times) when taking it again
+A line that goes wrong is taken again (at most `RETAKES_PER_LINE` times) when taking it again
 can help: the detector refused its frames (`BadLineError`: a missed trigger, a saturated
 burst, frames lost on the wire) or an axis stalled (`MotorStalledError`). The detector is
 disarmed first; nothing of the bad line was recorded, so each line is recorded once.
@@ -23,7 +23,6 @@ disarmed first; nothing of the bad line was recorded, so each line is recorded o
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,6 @@ from typing import Any
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
-from bluesky.utils import FailedStatus
 
 from vegard.diffraction_geometry import DetectorRoi, DiffractometerGeometry, rocking_angles_deg
 from vegard.instruments.area_detector import AreaDetector, BadLineError, FlyLineSettings
@@ -39,34 +37,11 @@ from vegard.instruments.area_detector_driver import PositionTrigger
 from vegard.instruments.diffractometer import Diffractometer, MotorStalledError
 
 from .band_excitation import await_call
-
-logger = logging.getLogger(__name__)
+from .retakes import mv_retrying, with_retakes
 
 FAST_PIEZO_UM_PER_S = 1000.0
 """Piezo speed restored after a map (moves between maps need no trigger timing)."""
-MAX_RETAKES = 2
-"""Re-takes of one fly line before its fault fails the plan."""
 RETAKABLE = (BadLineError, MotorStalledError)
-
-
-def device_error(error: BaseException) -> BaseException:
-    """The device's own exception: bluesky throws a failed status into the plan as
-    `FailedStatus` with the device's exception as its cause."""
-    if isinstance(error, FailedStatus) and error.__cause__ is not None:
-        return error.__cause__
-    return error
-
-
-def mv_retrying(*args):
-    """`bps.mv`, repeated once if an axis stalled short of its target (a second stall, or
-    any other failure, fails the plan)."""
-    try:
-        yield from bps.mv(*args)
-    except FailedStatus as error:
-        if not isinstance(device_error(error), MotorStalledError):
-            raise
-        logger.warning("retrying a stalled move: %s", device_error(error))
-        yield from bps.mv(*args)
 
 
 @dataclass(frozen=True)
@@ -165,18 +140,11 @@ def rocking_map_lines(
         yield from bps.mv(detector.map_index, map_index)
         for row, y in enumerate(settings.y_um):
             for eta_index, eta in enumerate(etas):
-                for retake in range(MAX_RETAKES + 1):
-                    try:
-                        yield from fly_line(row, y, eta_index, float(eta))
-                        break
-                    except Exception as error:  # re-raised unless taking the line again helps
-                        cause = device_error(error)
-                        if not isinstance(cause, RETAKABLE) or retake == MAX_RETAKES:
-                            raise
-                        logger.warning("map %d row %d eta %d: re-taking the line (%d of %d): %s",
-                                       map_index, row, eta_index, retake + 1, MAX_RETAKES,
-                                       cause)
-                        yield from await_call(detector.stop)
+                yield from with_retakes(
+                    lambda row=row, y=y, i=eta_index, eta=float(eta): fly_line(row, y, i, eta),
+                    f"map {map_index} row {row} eta {eta_index}", RETAKABLE,
+                    before_retake=lambda: await_call(detector.stop),
+                    message="{what}: re-taking the line ({attempt} of {retakes}): {cause}")
     finally:
         yield from bps.mv(x_axis.velocity, FAST_PIEZO_UM_PER_S)
 
