@@ -124,17 +124,16 @@ class BandExcitationAfmController(TextDriver):
         output, dc, ac = await self.connection.until_confirmed("tip bias off", self._unbias)
         return bool(output), dc, ac
 
-    async def park(self) -> bool:
-        """Tip lifted off the surface, scanner idle; returns whether the controller says so."""
+    async def park(self) -> None:
+        """Tip lifted off the surface, scanner idle, confirmed by the controller."""
 
-        async def lift() -> bool:
+        async def lift() -> None:
             await self.connection.write("SCAN:PARK")
             (parked,) = await self._ints("SCAN:PARK?", 1)
             if not parked:
                 raise InstrumentCommunicationError(self.name, "SCAN:PARK", "tip not parked")
-            return bool(parked)
 
-        return await self.connection.until_confirmed("scanner park", lift)
+        await self.connection.until_confirmed("scanner park", lift)
 
     async def _unbias(self) -> tuple[bool, float, float]:
         command = "BIAS:OUTP 0;BIAS:DC 0;BIAS:AC 0"

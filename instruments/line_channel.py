@@ -35,9 +35,9 @@ SAFE_STATE_ATTEMPTS = 8
 """Tries of a safe-state or settings sequence: more than a query gets, because leaving a
 biased tip or a charging cell is worse than waiting a few more seconds."""
 RETRY_BACKOFF_S = 0.05
-LONGEST_BACKOFF_S = 1.0
 """Wall-clock pause before the first retry; doubled before each further one. The network is
 real even in a dry run, so this is wall time, not instrument time."""
+LONGEST_BACKOFF_S = 1.0
 
 
 class LineChannel:
@@ -48,6 +48,8 @@ class LineChannel:
     retries_made: int = 0
     """Retries so far (for the fault matrix and the log)."""
     reconnects_made: int = 0
+    _was_opened: bool = False
+    """Set by a subclass's successful `open_blocking`: only such a channel reconnects."""
 
     def open_blocking(self) -> None:
         raise NotImplementedError
@@ -67,14 +69,13 @@ class LineChannel:
 
     async def open(self) -> None:
         await asyncio.to_thread(self.open_blocking)
-        self._was_opened = True
 
     def reopen_if_dropped(self, command: str) -> None:
         """Open again a channel that an earlier failure closed (called before each exchange).
 
         A channel never opened stays closed: using it before `open` is a programming error.
         """
-        if self.is_open or not getattr(self, "_was_opened", False):
+        if self.is_open or not self._was_opened:
             return
         LOG.warning("%s: reconnecting before %r", self.name, command)
         self.reconnects_made += 1
@@ -111,16 +112,27 @@ class LineChannel:
         self, command: str, exchange: Callable[[], Awaitable[T]], *, idempotent: bool
     ) -> T:
         """Run one exchange; if `idempotent`, again after a failure (closed, backed off)."""
-        attempts = self.attempts if idempotent else 1
+        return await self._repeated(
+            command, exchange, self.attempts if idempotent else 1,
+            on_failure=lambda error: self.exchange_failed(command, error))
+
+    async def _repeated(
+        self, what: str, call: Callable[[], Awaitable[T]], attempts: int,
+        on_failure: Callable[[Exception], None] | None = None,
+    ) -> T:
+        """`call()` up to `attempts` times while it raises `InstrumentCommunicationError`,
+        backing off (doubling, at most `LONGEST_BACKOFF_S`) before each further try."""
         for attempt in range(attempts):
             try:
-                return await exchange()
+                return await call()
             except InstrumentCommunicationError as error:
-                self.exchange_failed(command, error)
+                if on_failure is not None:
+                    on_failure(error)
                 if attempt + 1 >= attempts:
                     raise
+                LOG.warning("%s: %s failed (%s); trying again", self.name, what, error)
                 self.retries_made += 1
-                await asyncio.sleep(RETRY_BACKOFF_S * 2**attempt)
+                await asyncio.sleep(min(RETRY_BACKOFF_S * 2**attempt, LONGEST_BACKOFF_S))
         raise AssertionError("unreachable")
 
     async def write(self, command: str) -> None:
@@ -138,26 +150,14 @@ class LineChannel:
         self.reopen_if_dropped(command)
         self.write_blocking(command)
 
-    async def until_confirmed(
-        self, what: str, factory: Callable[[], Awaitable[T]], *, attempts: int | None = None
-    ) -> T:
+    async def until_confirmed(self, what: str, factory: Callable[[], Awaitable[T]]) -> T:
         """Run a sequence of absolute settings and their read-back until it succeeds.
 
         Such a sequence is idempotent by construction ("output off", "0 V", "raster 16 × 16
         at 0, 0"), so unlike single writes it is repeated as a whole: a dropped connection
         or a lost reply must not leave a biased tip, a charging cell or a wrong raster.
         """
-        attempts = attempts or SAFE_STATE_ATTEMPTS
-        for attempt in range(attempts):
-            try:
-                return await factory()
-            except InstrumentCommunicationError as error:
-                if attempt + 1 >= attempts:
-                    raise
-                LOG.warning("%s: %s failed (%s); trying again", self.name, what, error)
-                self.retries_made += 1
-                await asyncio.sleep(min(RETRY_BACKOFF_S * 2**attempt, LONGEST_BACKOFF_S))
-        raise AssertionError("unreachable")
+        return await self._repeated(what, factory, SAFE_STATE_ATTEMPTS)
 
     async def identify(self, must_contain: str, instrument_kind: str) -> str:
         """Open the channel and check `*IDN?` names the expected instrument."""

@@ -283,8 +283,9 @@ class SimulatedLab:
                 fired[name] = instrument.wire_faults.report()
         for name, model in self.models.items():
             physics = getattr(model, "fired_faults", None)
-            if physics is not None and physics():
-                fired.setdefault(name, []).extend(physics())
+            physics_fired = [] if physics is None else physics()
+            if physics_fired:
+                fired.setdefault(name, []).extend(physics_fired)
         return fired
 
     def truth_arrays(self) -> dict[str, Any]:
