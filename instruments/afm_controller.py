@@ -187,8 +187,11 @@ class BandExcitationAfmController(TextDriver):
     async def line_duration_s(self) -> float:
         return await self._float("BE:TIME?")
 
-    def _acquisition_timeout_s(self, instrument_duration_s: float) -> float:
-        return 1.5 * instrument_duration_s / self.speedup
+    @staticmethod
+    def _acquisition_timeout_s(instrument_duration_s: float) -> float:
+        """Instrument time a scan line may take beyond its nominal duration before the
+        reply counts as lost (on top of the channel's own timeout)."""
+        return 1.5 * instrument_duration_s
 
     async def acquire_line(
         self, row: int, *, pixels: int, excitations: int, bins: int, duration_s: float
@@ -196,7 +199,7 @@ class BandExcitationAfmController(TextDriver):
         """Take scan line `row`; `duration_s` (instrument time) sizes the reply timeout."""
         command = f"BE:LINE? {row}"
         values = await self.connection.query_block(
-            command, SPECTRUM_DTYPE, extra_timeout_s=self._acquisition_timeout_s(duration_s))
+            command, SPECTRUM_DTYPE, acquisition_s=self._acquisition_timeout_s(duration_s))
         spectra = self._shaped(values, (pixels, excitations, bins), command)
         heights = self._shaped(await self._last_topography(), (pixels,), "TOPO:LAST?")
         return ScanLine(spectra, heights)
@@ -204,7 +207,7 @@ class BandExcitationAfmController(TextDriver):
     async def acquire_point(self, *, excitations: int, bins: int, duration_s: float) -> ScanLine:
         command = "BE:POINT?"
         values = await self.connection.query_block(
-            command, SPECTRUM_DTYPE, extra_timeout_s=self._acquisition_timeout_s(duration_s))
+            command, SPECTRUM_DTYPE, acquisition_s=self._acquisition_timeout_s(duration_s))
         spectra = self._shaped(values, (1, excitations, bins), command)
         heights = self._shaped(await self._last_topography(), (1,), "TOPO:LAST?")
         return ScanLine(spectra, heights)
@@ -212,7 +215,7 @@ class BandExcitationAfmController(TextDriver):
     async def topography_line(self, row: int, *, pixels: int, duration_s: float) -> np.ndarray:
         command = f"TOPO:LINE? {row}"
         values = await self.connection.query_block(
-            command, HEIGHT_DTYPE, extra_timeout_s=self._acquisition_timeout_s(duration_s))
+            command, HEIGHT_DTYPE, acquisition_s=self._acquisition_timeout_s(duration_s))
         return self._shaped(values, (pixels,), command)
 
     def _shaped(self, values: np.ndarray, shape: Sequence[int], command: str) -> np.ndarray:

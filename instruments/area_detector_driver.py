@@ -143,7 +143,7 @@ class AreaDetectorDriver(TextDriver):
         (from arming to the last frame) sizes the reply timeout."""
         command = "FRAM:DATA?"
         counts = await self.connection.query_block(
-            command, FRAME_DTYPE, extra_timeout_s=1.5 * duration_s / self.speedup + 1.0)
+            command, FRAME_DTYPE, acquisition_s=1.5 * duration_s + 1.0)
         if counts.size == 0:
             reason = await self.connection.query("SYST:ERR?", idempotent=False)
             raise InstrumentReplyError(self.name, command, f"<no frames; {reason}>",

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
+import aioca
 from aioca import _catools
 from ophyd_async.core import AsyncStatus, SignalR, StandardReadable, wait_for_value
 from ophyd_async.epics.motor import Motor, MotorFlyableMovableLogic
@@ -116,6 +117,20 @@ def use_channel_access_environment(environment: Mapping[str, str]) -> None:
         return
     os.environ.update(environment)
     release_channel_access()
+
+
+def channel_access_barrier(pv: str):
+    """A coroutine factory: one Channel Access read of `pv`, for a virtual clock's barrier.
+
+    The read travels on the same circuit as every other request to that IOC, behind them,
+    and its reply comes back behind every earlier reply and update; no timeout (the clock
+    keeps its own wall-clock watchdog on a barrier).
+    """
+
+    async def barrier() -> object:
+        return await aioca.caget(pv, timeout=None)
+
+    return barrier
 
 
 def release_channel_access() -> None:

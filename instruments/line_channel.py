@@ -6,7 +6,9 @@ so a slow instrument never blocks the RunEngine's event loop.
 
 Faults on the wire are handled here, once for every driver:
 
-- every exchange has the channel's timeout;
+- every exchange has the channel's timeout, in instrument time: on a virtual clock the
+  reply is awaited on the clock (`Wire.await_reply`), so a reply later than the timeout
+  by the instrument's clock times out, however busy the machine is;
 - a failed exchange closes the channel, and the next exchange opens it again
   (reconnect after a dropped connection; a reply arriving after a timeout can never
   answer a later query on a fresh connection);
@@ -23,6 +25,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, overload
 
+from vegard.clock import NO_WIRE, WALL_CLOCK, InstrumentClock, Wire
+
 from .errors import InstrumentCommunicationError, InstrumentReplyError
 
 LOG = logging.getLogger(__name__)
@@ -35,8 +39,8 @@ SAFE_STATE_ATTEMPTS = 8
 """Tries of a safe-state or settings sequence: more than a query gets, because leaving a
 biased tip or a charging cell is worse than waiting a few more seconds."""
 RETRY_BACKOFF_S = 0.05
-"""Wall-clock pause before the first retry; doubled before each further one. The network is
-real even in a dry run, so this is wall time, not instrument time."""
+"""Pause before the first retry (instrument time: on the RunEngine's loop, whose timers run
+on the clock); doubled before each further one."""
 LONGEST_BACKOFF_S = 1.0
 
 
@@ -44,6 +48,10 @@ class LineChannel:
     """Async open/query/write with reconnect and bounded retries, and the `*IDN?` check."""
 
     name: str
+    address: str
+    timeout_s: float
+    clock: InstrumentClock = WALL_CLOCK
+    """Instrument time: reply timeouts and worker threads go through it."""
     attempts: int = QUERY_ATTEMPTS
     retries_made: int = 0
     """Retries so far (for the fault matrix and the log)."""
@@ -67,8 +75,27 @@ class LineChannel:
     def write_blocking(self, command: str) -> None:
         raise NotImplementedError
 
+    @property
+    def wire(self) -> Wire:
+        """What a virtual clock knows of this channel's wire (a no-op ledger elsewhere)."""
+        return self.clock.wire_for(self.address) or NO_WIRE
+
+    def reply_deadline(self, acquisition_s: float = 0.0) -> tuple[float, float]:
+        """(instrument, wall) timeout of one exchange: the channel's timeout plus
+        `acquisition_s`, the instrument time the command itself takes (a scan line)."""
+        instrument_s = self.timeout_s + max(acquisition_s, 0.0)
+        wall_s = self.timeout_s + self.clock.reply_timeout_wall_s(max(acquisition_s, 0.0))
+        if self.clock.virtual:
+            wall_s = self.clock.reply_timeout_wall_s(instrument_s)
+        return instrument_s, wall_s
+
+    def await_reply(self, wire: Wire, command: str, instrument_timeout_s: float) -> None:
+        """Raise the channel's timeout error unless the reply comes in time (virtual clock)."""
+        if not wire.await_reply(instrument_timeout_s):
+            raise InstrumentCommunicationError(self.name, command, "no reply (timeout)")
+
     async def open(self) -> None:
-        await asyncio.to_thread(self.open_blocking)
+        await self.clock.run_in_thread(self.open_blocking)
 
     def reopen_if_dropped(self, command: str) -> None:
         """Open again a channel that an earlier failure closed (called before each exchange).
@@ -103,7 +130,7 @@ class LineChannel:
         """
 
         async def once():
-            reply = await asyncio.to_thread(self._query_reconnecting, command)
+            reply = await self.clock.run_in_thread(self._query_reconnecting, command)
             return reply if parse is None else parse(reply)
 
         return await self.retrying(command, once, idempotent=idempotent)
@@ -137,7 +164,7 @@ class LineChannel:
 
     async def write(self, command: str) -> None:
         try:
-            await asyncio.to_thread(self._write_reconnecting, command)
+            await self.clock.run_in_thread(self._write_reconnecting, command)
         except InstrumentCommunicationError as error:
             self.exchange_failed(command, error)
             raise

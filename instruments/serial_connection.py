@@ -19,6 +19,8 @@ from contextlib import contextmanager
 
 import serial
 
+from vegard.clock import WALL_CLOCK, InstrumentClock
+
 from .errors import InstrumentCommunicationError, InstrumentReplyError
 from .line_channel import LineChannel
 
@@ -36,10 +38,12 @@ class SerialConnection(LineChannel):
         timeout_s: float = 2.0,
         baudrate: int = 9600,
         termination: str = "\n",
+        clock: InstrumentClock = WALL_CLOCK,
     ) -> None:
         if not termination:
             raise ValueError("a serial text connection needs a line termination")
         self.url = url
+        self.clock = clock
         self.name = name
         self.timeout_s = timeout_s
         self.baudrate = baudrate
@@ -60,10 +64,12 @@ class SerialConnection(LineChannel):
         with self._lock:
             if self._port is not None:
                 return
+            self.wire.connecting()
+            wall_timeout_s = self.reply_deadline()[1]
             try:
                 self._port = serial.serial_for_url(
-                    self.url, baudrate=self.baudrate, timeout=self.timeout_s,
-                    write_timeout=self.timeout_s,
+                    self.url, baudrate=self.baudrate, timeout=wall_timeout_s,
+                    write_timeout=wall_timeout_s,
                 )
                 self._was_opened = True
             except (serial.SerialException, OSError, ValueError) as error:
@@ -79,6 +85,7 @@ class SerialConnection(LineChannel):
                 except (serial.SerialException, OSError):
                     pass
                 self._port = None
+                self.wire.closed()
 
     def query_blocking(self, command: str) -> str:
         return self._exchange(command, expect_reply=True)
@@ -92,14 +99,17 @@ class SerialConnection(LineChannel):
             if port is None:
                 raise InstrumentCommunicationError(self.name, command, "not connected")
             terminator = self.termination.encode("ascii")
+            wire = self.wire
             with self._errors_named(command):
                 if expect_reply:
                     # a reply that arrived after an earlier timeout must not answer this query
                     port.reset_input_buffer()
+                wire.request_sent()
                 port.write(command.encode("ascii") + terminator)
                 port.flush()
                 if not expect_reply:
                     return ""
+                self.await_reply(wire, command, self.reply_deadline()[0])
                 raw = port.read_until(terminator)
             if not raw.endswith(terminator):
                 reason = TIMEOUT_REASON if not raw else f"{TIMEOUT_REASON}; partial {raw[:40]!r}"

@@ -10,11 +10,8 @@ class TextDriver:
     """A driver over one line channel; replies that are not the numbers promised raise
     `InstrumentReplyError` naming the instrument and the command."""
 
-    def __init__(self, connection: LineChannel, *, speedup: float = 1.0) -> None:
-        """`speedup`: instrument time per wall second (1 at a real instrument), used to size
-        the reply timeout of commands that take instrument time."""
+    def __init__(self, connection: LineChannel) -> None:
         self.connection = connection
-        self.speedup = speedup
 
     @property
     def name(self) -> str:

@@ -9,7 +9,6 @@ RunEngine's event loop.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,8 @@ from functools import cache
 import numpy as np
 import pyvisa
 import pyvisa.errors
+
+from vegard.clock import WALL_CLOCK, InstrumentClock
 
 from .errors import InstrumentCommunicationError, InstrumentReplyError
 from .line_channel import LineChannel
@@ -38,10 +39,12 @@ class VisaConnection(LineChannel):
         name: str,
         timeout_s: float = 2.0,
         termination: str = "\n",
+        clock: InstrumentClock = WALL_CLOCK,
     ) -> None:
         self.address = address
         self.name = name
         self.timeout_s = timeout_s
+        self.clock = clock
         self.termination = termination
         self._resource: pyvisa.resources.MessageBasedResource | None = None
         self._lock = threading.Lock()
@@ -54,12 +57,13 @@ class VisaConnection(LineChannel):
         with self._lock:
             if self._resource is not None:
                 return
+            self.wire.connecting()
             try:
                 resource = _resource_manager().open_resource(
                     self.address,
                     read_termination=self.termination,
                     write_termination=self.termination,
-                    timeout=int(self.timeout_s * 1000),
+                    timeout=int(self.reply_deadline()[1] * 1000),
                 )
             except (pyvisa.errors.Error, OSError, ValueError) as error:
                 raise InstrumentCommunicationError(
@@ -76,28 +80,33 @@ class VisaConnection(LineChannel):
                 except (pyvisa.errors.Error, OSError):
                     pass
                 self._resource = None
+                self.wire.closed()
 
     def query_blocking(self, command: str) -> str:
         return self._exchange(command, expect_reply=True)
 
     def query_block_blocking(
-        self, command: str, dtype: np.dtype | str, *, extra_timeout_s: float = 0.0
+        self, command: str, dtype: np.dtype | str, *, acquisition_s: float = 0.0
     ) -> np.ndarray:
         """A query answered by an IEEE 488.2 definite-length block, as a 1-D array of `dtype`.
 
-        `extra_timeout_s` lengthens the timeout of this one exchange for commands
-        that take time on the instrument (a scan line), so only those wait long.
+        `acquisition_s` (instrument time the command takes on the instrument, a scan line)
+        lengthens the timeout of this one exchange, so only those wait long.
         """
         dtype = np.dtype(dtype)
+        instrument_timeout_s, wall_timeout_s = self.reply_deadline(acquisition_s)
         with self._lock:
             if self._resource is None:
                 raise InstrumentCommunicationError(self.name, command, "not connected")
             resource = self._resource
+            wire = self.wire
             saved_timeout = resource.timeout
-            resource.timeout = int((self.timeout_s + max(extra_timeout_s, 0.0)) * 1000)
+            resource.timeout = int(wall_timeout_s * 1000)
             try:
                 with self._errors_named(command):
+                    wire.request_sent()
                     resource.write(command)
+                    self.await_reply(wire, command, instrument_timeout_s)
                     raw = resource.read_binary_values(
                         datatype="B", container=np.array, header_fmt="ieee",
                         expect_termination=True,
@@ -123,11 +132,14 @@ class VisaConnection(LineChannel):
         with self._lock:
             if self._resource is None:
                 raise InstrumentCommunicationError(self.name, command, "not connected")
+            wire = self.wire
             with self._errors_named(command):
-                if expect_reply:
-                    return self._resource.query(command).strip()
+                wire.request_sent()
                 self._resource.write(command)
-                return ""
+                if not expect_reply:
+                    return ""
+                self.await_reply(wire, command, self.reply_deadline()[0])
+                return self._resource.read().strip()
 
     @contextmanager
     def _errors_named(self, command: str) -> Iterator[None]:
@@ -143,7 +155,7 @@ class VisaConnection(LineChannel):
             raise InstrumentCommunicationError(self.name, command, reason) from error
 
     async def query_block(
-        self, command: str, dtype: np.dtype | str, *, extra_timeout_s: float = 0.0,
+        self, command: str, dtype: np.dtype | str, *, acquisition_s: float = 0.0,
         idempotent: bool = False,
     ) -> np.ndarray:
         """A binary-block query. Not retried unless the caller says it only reads (the bin
@@ -151,7 +163,7 @@ class VisaConnection(LineChannel):
 
         def exchange() -> np.ndarray:
             self.reopen_if_dropped(command)
-            return self.query_block_blocking(command, dtype, extra_timeout_s=extra_timeout_s)
+            return self.query_block_blocking(command, dtype, acquisition_s=acquisition_s)
 
         return await self.retrying(
-            command, lambda: asyncio.to_thread(exchange), idempotent=idempotent)
+            command, lambda: self.clock.run_in_thread(exchange), idempotent=idempotent)

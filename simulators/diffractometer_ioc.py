@@ -450,11 +450,16 @@ class SimulatedMotor(PVGroup):
         return fields.user_low_limit.value <= target <= fields.user_high_limit.value
 
     async def _follow(self, move: Move) -> None:
-        tick_s = max(self.clock.wall_duration_s(READBACK_PERIOD_S), MIN_WALL_TICK_S)
-        while (now := self.clock.now()) < move.end_time_s:
-            await self._publish_readback(move.position_at(now))
-            wall_left_s = self.clock.wall_duration_s(move.end_time_s - now)
-            await asyncio.sleep(min(tick_s - time.monotonic() % tick_s, wall_left_s))
+        if self.clock.virtual:  # the record's 10 Hz readback, in instrument time
+            while (now := self.clock.now()) < move.end_time_s:
+                await self._publish_readback(move.position_at(now))
+                await self.clock.sleep(min(READBACK_PERIOD_S, move.end_time_s - now))
+        else:
+            tick_s = max(self.clock.wall_duration_s(READBACK_PERIOD_S), MIN_WALL_TICK_S)
+            while (now := self.clock.now()) < move.end_time_s:
+                await self._publish_readback(move.position_at(now))
+                wall_left_s = self.clock.wall_duration_s(move.end_time_s - now)
+                await asyncio.sleep(min(tick_s - time.monotonic() % tick_s, wall_left_s))
         await self._publish_readback(move.target)
         await self._settle()
 
@@ -576,11 +581,37 @@ class _LoopbackContext(Context):
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         await super().tcp_handler(client, addr)
 
+    virtual_time = False
+    """On a virtual clock beacons are not sent: they only help clients find a restarted
+    server, and each would be one more deadline to jump to."""
+
     async def broadcast_beacon_loop(self) -> None:
         for address in [a for a in self.beacon_socks if not is_loopback(a[0])]:
             _, transport = self.beacon_socks.pop(address)
             transport.close()
+        if self.virtual_time:
+            return
         await super().broadcast_beacon_loop()
+
+
+class ClockSync(PVGroup):
+    """`<prefix>CLOCK:SYNC`: read by the virtual clock's barrier before each jump.
+
+    The read is answered only once the IOC's loop has nothing else to run, so the reply is
+    the last thing the IOC sends before it waits: when it reaches the client, everything
+    the IOC sent earlier has reached it too (CA keeps order on a circuit). A real IOC has
+    no such record; only a dry run on a virtual clock reads it.
+    """
+
+    sync = pvproperty(value=0, name="CLOCK:SYNC", read_only=True)
+
+    @sync.getter
+    async def sync(self, instance: Any) -> int:
+        loop = asyncio.get_running_loop()
+        until_idle = getattr(loop, "until_idle", None)
+        if until_idle is not None:
+            await until_idle()
+        return 0
 
 
 class DiffractometerIoc:
@@ -701,6 +732,8 @@ class DiffractometerIoc:
         if self._thread is not None:
             return self
         limit_monitor_batching()
+        if self.clock.virtual:
+            no_wall_time_batching()
         port = self._requested_port or free_port(self.host)
         ensure_port_free(self.host, port)
         ready = threading.Event()
@@ -735,14 +768,23 @@ class DiffractometerIoc:
         self._thread = self._loop = self._task = None
         self._port = self._tcp_port = None
 
+    @property
+    def sync_pv(self) -> str:
+        """The PV a virtual clock's barrier reads (see `ClockSync`)."""
+        return self.prefix + "CLOCK:SYNC"
+
     def _run_in_thread(self, port: int, ready: threading.Event) -> None:
+        loop = self.clock.new_event_loop()
         try:
-            asyncio.run(self._serve(port, ready))
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(self._serve(port, ready))
         except BaseException as error:  # reported to start(); a thread cannot raise
             self._error = error
             LOG.debug("simulated IOC stopped with %r", error)
         finally:
             ready.set()
+            asyncio.set_event_loop(None)
+            loop.close()
 
     async def _serve(self, port: int, ready: threading.Event) -> None:
         self._loop = asyncio.get_running_loop()
@@ -758,8 +800,10 @@ class DiffractometerIoc:
         for motor in motors.values():
             await motor.initialize()
             pvdb.update(motor.pvdb)
+        pvdb.update(ClockSync(self.prefix).pvdb)
         self._motors = motors
         context = _LoopbackContext(pvdb, [self.host])
+        context.virtual_time = self.clock.virtual
         context.ca_server_port = port  # the UDP search port; TCP tries it first too
 
         async def announce_ready(async_lib: Any) -> None:
@@ -844,6 +888,11 @@ class SimulatedDiffractometer:
         """The EPICS_CA_* variables a client needs to find the IOC (once started)."""
         return self.ioc.ca_address_env()
 
+    @property
+    def clock_sync_pv(self) -> str:
+        """What a virtual clock's barrier reads on this IOC."""
+        return self.ioc.sync_pv
+
     def position_at(self, axis: str, time_s: float) -> float:
         return self.ioc.position_at(axis, time_s)
 
@@ -892,6 +941,16 @@ def limit_monitor_batching() -> None:
     """Cap caproto's monitor batching (a module setting, shared by every server in the process)."""
     if "CAPROTO_SERVER_MAX_LATENCY_SEC" not in os.environ:
         caproto_server.MAX_LATENCY = min(caproto_server.MAX_LATENCY, MONITOR_MAX_LATENCY_S)
+
+
+def no_wall_time_batching() -> None:
+    """caproto's server waits briefly (on its loop's timers) to batch monitor updates and
+    to let a write finish before a read; it also decides on the wall clock when a batch
+    is due. On a virtual clock those waits would be instrument time and the decision would
+    depend on the machine's speed, so both are switched off: every update goes out at once
+    and a read never waits (a put with completion is answered only when done anyway)."""
+    caproto_server.HIGH_LOAD_TIMEOUT = 0.0
+    caproto_server.WRITE_LOCK_TIMEOUT = 0.0
 
 
 def free_port(host: str = LOOPBACK_HOST, attempts: int = 50) -> int:

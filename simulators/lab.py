@@ -263,6 +263,11 @@ class SimulatedLab:
                 environment.update(variables())
         return environment
 
+    def clock_sync_pvs(self) -> list[str]:
+        """The PVs a virtual clock's barrier reads, one per IOC the lab serves."""
+        return [pv for model in self.models.values()
+                if (pv := getattr(model, "clock_sync_pv", None)) is not None]
+
     def ground_truth(self) -> dict[str, dict[str, Any]]:
         return {name: model.ground_truth() for name, model in self.models.items()}
 

@@ -300,7 +300,10 @@ class MaxipixEmulator(Instrument):
                 )  # fmt: skip
                 return len(acquisition.starts_s) == acquisition.count
             left_s = model.move_end_s(acquisition.axis) - self.clock.now()
-            time.sleep(min(POLL_WALL_S, max(self.clock.wall_duration_s(left_s), 1e-4)))
+            if self.clock.virtual:  # the move's end is a deadline; a new move is seen after
+                self.clock.sleep_blocking(max(left_s, 1e-6))
+            else:
+                time.sleep(min(POLL_WALL_S, max(self.clock.wall_duration_s(left_s), 1e-4)))
 
 
 def _number(value: float) -> str:

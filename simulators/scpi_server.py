@@ -17,19 +17,19 @@ out - as with a real instrument.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import re
 import socket
 import socketserver
 import threading
-import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
-from vegard.clock import InstrumentClock
+from vegard.clock import NO_WIRE, InstrumentClock, Wire
 
 from .wire_faults import WireFaults, garbled
 
@@ -229,48 +229,72 @@ class _ConnectionHandler(socketserver.BaseRequestHandler):
         connection: socket.socket = self.request
         if not self.server.track(connection):
             return
-        buffer = b""
+        clock = self.server.instrument.clock
+        wire = self.server.wire
+        generation = wire.accepted()
+        # On a virtual clock this thread is a participant: busy from reading a line until
+        # it blocks on the socket again, except while it sleeps on the clock.
+        participant = clock.participant(f"scpi:{self.server.server_address[1]}") \
+            if clock.virtual else None  # fmt: skip
         try:
-            while True:
+            with clock.acting_as(participant) if participant else _no_participant():
+                self._serve(connection, wire, generation)
+        finally:
+            if participant is not None:
+                clock.close(participant)
+            self.server.untrack(connection)
+
+    def _serve(self, connection: socket.socket, wire: Wire, generation: int) -> None:
+        instrument = self.server.instrument
+        buffer = b""
+        while True:
+            wire.server_waiting()
+            try:
+                chunk = connection.recv(4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            if len(buffer) > MAX_LINE_BYTES:
+                LOG.warning("dropping an over-long line from %s", self.client_address)
+                buffer = b""
+            for number, raw in enumerate(lines):
+                wire.claim(generation)
+                line = raw.decode("ascii", errors="replace").rstrip("\r")
+                fault = self._fault_for(line)
+                if fault == "drop":
+                    for _ in lines[number + 1:]:  # read, never answered
+                        wire.claim(generation)
+                    wire.announce_close(generation)
+                    return  # the server closes the connection
+                if fault in ("timeout", "error"):
+                    if fault == "error":
+                        instrument.push_error(ScpiError(DEVICE_SPECIFIC_ERROR, "injected fault"))
+                    continue
+                reply = instrument.handle_line(line)
+                if reply is None:
+                    continue
+                if fault == "malformed":
+                    reply = garbled(reply)
+                elif fault == "slow":
+                    assert instrument.wire_faults is not None
+                    instrument.clock.sleep_blocking(instrument.wire_faults.slow_reply_s)
+                wire.announce_reply(generation)
                 try:
-                    chunk = connection.recv(4096)
+                    connection.sendall(reply + b"\n")
                 except OSError:
                     return
-                if not chunk:
-                    return
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                if len(buffer) > MAX_LINE_BYTES:
-                    LOG.warning("dropping an over-long line from %s", self.client_address)
-                    buffer = b""
-                for raw in lines:
-                    line = raw.decode("ascii", errors="replace").rstrip("\r")
-                    fault = self._fault_for(line)
-                    if fault == "drop":
-                        return  # the server closes the connection
-                    if fault in ("timeout", "error"):
-                        if fault == "error":
-                            self.server.instrument.push_error(
-                                ScpiError(DEVICE_SPECIFIC_ERROR, "injected fault"))
-                        continue
-                    reply = self.server.instrument.handle_line(line)
-                    if reply is None:
-                        continue
-                    if fault == "malformed":
-                        reply = garbled(reply)
-                    elif fault == "slow":
-                        assert self.server.instrument.wire_faults is not None
-                        time.sleep(self.server.instrument.wire_faults.slow_reply_s)
-                    try:
-                        connection.sendall(reply + b"\n")
-                    except OSError:
-                        return
-        finally:
-            self.server.untrack(connection)
 
     def _fault_for(self, line: str) -> str | None:
         faults = self.server.instrument.wire_faults
         return None if faults is None else faults.next_fault(line)
+
+
+@contextlib.contextmanager
+def _no_participant() -> Iterator[None]:
+    yield
 
 
 class _ThreadingServer(socketserver.ThreadingTCPServer):
@@ -280,6 +304,8 @@ class _ThreadingServer(socketserver.ThreadingTCPServer):
 
     def __init__(self, address: tuple[str, int], instrument: Instrument) -> None:
         self.instrument = instrument
+        self.wire: Wire = NO_WIRE
+        """The message ledger a virtual clock keeps of this server's wire."""
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         self._closing = False
@@ -360,6 +386,7 @@ class ScpiServer:
         if self._server is not None:
             return self
         self._server = _ThreadingServer((self.host, self._requested_port), self.instrument)
+        self._server.wire = self.instrument.clock.serve_wire(self.port) or NO_WIRE
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -375,6 +402,9 @@ class ScpiServer:
         if server is None:
             return
         self._server = self._thread = None
+        stop_serving = getattr(self.instrument.clock, "stop_serving_wire", None)
+        if stop_serving is not None:
+            stop_serving(int(server.server_address[1]))
         server.shutdown()
         server.server_close()
         server.close_connections()

@@ -63,7 +63,7 @@ def _execute(args: argparse.Namespace, *, dry_run: bool) -> int:
         data_dir=data_directory(args.data_dir),
         dry_run=dry_run,
         simulator_overrides=args.set or [],
-        speedup=args.speedup,
+        speedup=getattr(args, "speedup", None),
         show_progress=not args.quiet,
         profile_source=str(profile_path),
     )
@@ -84,7 +84,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"exit status   {summary.get('exit_status', '?')}")
     print(
         f"time          {summary['instrument_time_s']:.0f} s instrument, "
-        f"{summary['wall_time_s']:.1f} s wall"
+        f"{summary['wall_time_s']:.1f} s wall ({summary.get('clock', 'clock?')} clock)"
     )
     analysis = summary.get("analysis", {})
     for step in analysis.get("steps", []):
@@ -254,13 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--json", action="store_true", help="print one JSON object last")
         sub.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
-    def simulator_options(sub: argparse.ArgumentParser) -> None:
+    def simulator_options(sub: argparse.ArgumentParser, *, speedup: bool = True) -> None:
         sub.add_argument("--profile", help="instrument profile YAML (default: sim profile)")
         sub.add_argument(
             "--set", action="append", metavar="INSTRUMENT.PARAMETER=VALUE",
             help="override a simulator parameter (repeatable)",
         )
-        sub.add_argument("--speedup", type=float, help="instrument time / wall time")
+        if speedup:
+            sub.add_argument("--speedup", type=float, help="instrument time / wall time")
 
     for name, help_text in (
         ("dry-run", "run a protocol against the physics simulators"),
@@ -268,7 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("protocol", help="protocol YAML file")
-        simulator_options(sub)
+        simulator_options(sub, speedup=False)
+        if name == "dry-run":
+            sub.add_argument(
+                "--paced", type=float, metavar="SPEEDUP", dest="speedup",
+                help="run instrument time at SPEEDUP x wall time, to watch a run live "
+                     "(default: virtual time, as fast as the computation allows)")
         sub.add_argument("--quiet", action="store_true", help="no progress lines")
         common(sub)
 

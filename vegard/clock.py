@@ -1,13 +1,22 @@
 """The instrument clock shared by simulators, devices and plans.
 
-A dry run must be able to try a 15-hour protocol in a minute, so every wait
-that stands for physical time (plan sleeps, settling holds, simulator physics)
-is expressed in *instrument seconds* and goes through one clock. At the real
-instrument the clock runs at speed-up 1 and instrument time is wall time.
+Every wait that stands for physical time (plan sleeps, settling holds, acquisitions,
+motions, reply timeouts, simulator physics) is expressed in *instrument seconds* and
+goes through one clock. Two kinds exist:
 
-Instrument time is an epoch time (seconds since 1970) that starts at the wall
-time when the clock was made and then runs `speedup` times faster. Reading
-timestamps taken from it therefore look exactly as they would in the real run.
+- `InstrumentClock` (this module): wall time scaled by a constant speed-up. At the real
+  instrument the speed-up is 1 and instrument time is wall time; a served simulator lab
+  (`vegard sim serve`) and `vegard dry-run --paced` run it faster, for watching live.
+- `VirtualClock` (`vegard.virtual_clock`): in-process dry runs. Instrument time moves
+  only through modelled durations and jumps to the next deadline when nothing can make
+  progress, so the answer does not depend on the machine's speed or load.
+
+Instrument time is an epoch time (seconds since 1970), so reading timestamps taken
+from it look exactly as they would in the real run.
+
+The methods below the line "hooks of the virtual clock" let drivers, servers and
+event loops tell a virtual clock what they are doing (a request on a wire, a worker
+thread, a reply awaited); on this clock they cost nothing and change nothing.
 
 This module is a leaf: it imports nothing from the project, so every layer
 (simulators included, which may not import bluesky or ophyd) can share it.
@@ -16,8 +25,13 @@ This module is a leaf: it imports nothing from the project, so every layer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -65,8 +79,88 @@ class InstrumentClock:
         """Let instrument time pass in a thread that may block."""
         time.sleep(self.wall_duration_s(instrument_duration_s))
 
+    # --- hooks of the virtual clock (no-ops here) -------------------------------------
+
+    virtual = False
+    """True for a `VirtualClock`: time moves only through modelled durations."""
+
+    def describe(self) -> str:
+        """Which clock ran, for summaries."""
+        return "real time" if self.speedup == 1.0 else f"paced x{self.speedup:g}"
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        """An event loop whose timers run on this clock (here: an ordinary loop)."""
+        return asyncio.new_event_loop()
+
+    async def run_in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        """Run blocking `function` in a worker thread (a virtual clock counts it as busy)."""
+        return await asyncio.to_thread(function, *args)
+
+    def wire_for(self, address: str) -> Wire | None:
+        """The message ledger of a simulated wire at `address` (None: none kept)."""
+        return None
+
+    def serve_wire(self, port: int) -> Wire | None:
+        """A server on `port` keeps the ledger of its wire (None: none kept)."""
+        return None
+
+    def reply_timeout_wall_s(self, instrument_timeout_s: float) -> float:
+        """The wall-clock timeout a blocking read needs for a reply due within
+        `instrument_timeout_s` of instrument time."""
+        return max(0.0, instrument_timeout_s) / self.speedup
+
+    @contextlib.contextmanager
+    def hold(self, reason: str, wall_limit_s: float = 60.0) -> Iterator[None]:
+        """Keep instrument time still while `reason` is done (device connection)."""
+        yield
+
+    def add_barrier(
+        self, loop: asyncio.AbstractEventLoop, barrier: Callable[[], Awaitable[object]]
+    ) -> None:
+        """A round trip on a wire the clock cannot see into (Channel Access)."""
+
+    def remove_barriers(self) -> None:
+        """Forget the barriers (their peer is about to go)."""
+
     def __repr__(self) -> str:
         return f"InstrumentClock(speedup={self.speedup:g})"
+
+
+class Wire:
+    """What a virtual clock knows of one simulated text wire (see `vegard.virtual_clock`).
+
+    The ledger carries no data, only message boundaries: a request sent and not yet
+    read by the server, a reply announced and not yet taken by the client. On a real
+    wire there is no ledger (`InstrumentClock.wire_for` returns None).
+    """
+
+    def connecting(self) -> None: ...
+
+    def closed(self) -> None: ...
+
+    def request_sent(self) -> None: ...
+
+    def await_reply(self, timeout_s: float) -> bool:
+        """Block until a reply (or the server's close) is announced: True; or until
+        `timeout_s` of instrument time passed: False."""
+        return True
+
+    def accepted(self) -> int:
+        """Server side: a connection was accepted; its generation."""
+        return 0
+
+    def claim(self, generation: int) -> None: ...
+
+    def announce_reply(self, generation: int) -> None: ...
+
+    def announce_close(self, generation: int) -> None: ...
+
+    def server_waiting(self) -> None:
+        """Server side: the connection's thread is about to block reading the socket."""
+
+
+NO_WIRE = Wire()
+"""The ledger of a wire no virtual clock watches (every method a no-op)."""
 
 
 WALL_CLOCK = InstrumentClock(speedup=1.0)

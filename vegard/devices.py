@@ -40,7 +40,8 @@ class BuildContext:
 def build_temperature_stage(
     settings: TemperatureStageSettings, address: str, context: BuildContext
 ) -> TemperatureStage:
-    connection = VisaConnection(address, name="temperature_stage", timeout_s=settings.timeout_s)
+    connection = VisaConnection(
+        address, name="temperature_stage", timeout_s=settings.timeout_s, clock=context.clock)
     return TemperatureStage(
         LakeShore336(connection),
         clock=context.clock,
@@ -53,8 +54,9 @@ def build_temperature_stage(
 
 
 def build_afm(settings: AfmSettings, address: str, context: BuildContext) -> BandExcitationAfm:
-    connection = VisaConnection(address, name="afm", timeout_s=settings.timeout_s)
-    controller = BandExcitationAfmController(connection, speedup=context.clock.speedup)
+    connection = VisaConnection(
+        address, name="afm", timeout_s=settings.timeout_s, clock=context.clock)
+    controller = BandExcitationAfmController(connection)
     return BandExcitationAfm(
         controller,
         context.arrays_directory,
@@ -67,7 +69,8 @@ def build_afm(settings: AfmSettings, address: str, context: BuildContext) -> Ban
 def build_potentiostat(
     settings: PotentiostatSettings, address: str, context: BuildContext
 ) -> Potentiostat:
-    connection = SerialConnection(address, name="potentiostat", timeout_s=settings.timeout_s)
+    connection = SerialConnection(
+        address, name="potentiostat", timeout_s=settings.timeout_s, clock=context.clock)
     return Potentiostat(PotentiostatDriver(connection), clock=context.clock,
                         poll_period_s=settings.poll_period_s, name="potentiostat")
 
@@ -81,9 +84,10 @@ def build_diffractometer(
 def build_area_detector(
     settings: AreaDetectorSettings, address: str, context: BuildContext
 ) -> AreaDetector:
-    connection = VisaConnection(address, name="area_detector", timeout_s=settings.timeout_s)
+    connection = VisaConnection(
+        address, name="area_detector", timeout_s=settings.timeout_s, clock=context.clock)
     return AreaDetector(
-        AreaDetectorDriver(connection, speedup=context.clock.speedup),
+        AreaDetectorDriver(connection),
         context.arrays_directory,
         clock=context.clock,
         maximum_exposure_s=settings.maximum_exposure_s,

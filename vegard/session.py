@@ -24,6 +24,7 @@ from vegard.config.profiles import SIM_ADDRESS, Profile
 from vegard.config.protocols import Protocol
 from vegard.devices import DEVICE_BUILDERS, BuildContext, close_device
 from vegard.instruments.diffractometer import (
+    channel_access_barrier,
     release_channel_access,
     use_channel_access_environment,
 )
@@ -36,14 +37,17 @@ from vegard.simulators.lab import SimulatedLab, parameter_specs
 from vegard.simulators.parameters import resolve_parameters
 from vegard.store.layout import run_directory
 from vegard.store.writer import RunWriter
+from vegard.virtual_clock import VirtualClock
 
 TRUTH_FILE = "simulator_truth.npz"
 """Per-pixel simulator truth of a dry run (`<instrument>.<frame>.<quantity>` arrays)."""
 
 
 def make_run_engine(clock: InstrumentClock) -> RunEngine:
-    """A RunEngine whose plan sleeps (`bps.sleep`) last instrument time, not wall time."""
-    run_engine = RunEngine({}, call_returns_result=True)
+    """A RunEngine on the clock's own event loop (on a virtual clock its timers, and so
+    every timeout and poll of the devices on it, run in instrument time), whose plan
+    sleeps (`bps.sleep`) last instrument time, not wall time."""
+    run_engine = RunEngine({}, call_returns_result=True, loop=clock.new_event_loop())
 
     async def instrument_sleep(msg):
         await clock.sleep(*msg.args)
@@ -104,6 +108,8 @@ class Session:
     dry_run: bool
     simulator_overrides: Sequence[str] = ()
     speedup: float | None = None
+    """Dry runs: pace instrument time at this many times wall time (`--paced`) instead of
+    the virtual clock. Ignored at real instruments."""
     show_progress: bool = True
     profile_source: str = "profile"
     clock: InstrumentClock = field(init=False)
@@ -113,7 +119,7 @@ class Session:
 
     def __post_init__(self) -> None:
         if self.speedup is not None and not self.speedup > 0:
-            raise ConfigError(f"--speedup = {self.speedup!r} is not valid: allowed: value > 0")
+            raise ConfigError(f"--paced = {self.speedup!r} is not valid: allowed: value > 0")
         simulated = self.profile.simulated_devices()
         if simulated and not self.dry_run:
             raise ConfigError(
@@ -129,7 +135,11 @@ class Session:
     def _make_clock(self) -> InstrumentClock:
         if self.profile.clock.follow and not self.profile.simulated_devices():
             return follow_clock(self.profile.clock.follow)
-        return InstrumentClock(self.speedup or self.profile.clock.speedup)
+        if not self.dry_run:
+            return InstrumentClock(self.profile.clock.speedup)
+        if self.speedup is not None:
+            return InstrumentClock(self.speedup)
+        return VirtualClock()
 
     def _make_lab(self, device_names: Sequence[str]) -> SimulatedLab | None:
         simulated = [name for name in device_names if name in self.profile.simulated_devices()]
@@ -161,7 +171,9 @@ class Session:
                 use_channel_access_environment(environment)
                 self._uses_channel_access = bool(environment)
             run_engine = self._make_run_engine()
-            devices = self._connect(device_names)
+            with self.clock.hold("connecting devices"):  # costs no instrument time
+                devices = self._connect(device_names)
+                self._add_clock_barriers(run_engine)
             analyses = runner.analyses(lambda uid: run_directory(self.data_dir, uid) / "figures")
             for analysis in analyses:
                 run_engine.subscribe(analysis)
@@ -169,7 +181,10 @@ class Session:
                 **run_metadata(protocol, protocol_path),
                 "profile": self.profile.profile,
                 "dry_run": self.dry_run,
-                "instrument_clock": {"speedup": self.clock.speedup, "started_s": self.clock.now()},
+                "instrument_clock": {
+                    "kind": self.clock.describe(), "started_s": self.clock.now(),
+                    **({} if self.clock.virtual else {"speedup": self.clock.speedup}),
+                },
             }
             plan = runner.plan(protocol, devices, self.profile, metadata)
             uids, exit_status, reason = self._run(run_engine, plan)
@@ -182,7 +197,7 @@ class Session:
                 "exit_status": exit_status,
                 "instrument_time_s": self._run_instrument_time_s(),
                 "wall_time_s": time.monotonic() - wall_start_s,
-                "speedup": self.clock.speedup,
+                "clock": self.clock.describe(),
                 "data_dir": str(self.data_dir),
                 "analysis": merged_analysis(analyses),
             }
@@ -203,12 +218,23 @@ class Session:
                     summary["ground_truth_file"] = str(truth_file)
             return RunOutcome(summary=summary, exit_status=exit_status, reason=reason)
         finally:
+            self.clock.remove_barriers()
             for device in devices.values():
                 close_device(device)
             if self.lab is not None:
                 if self._uses_channel_access:
                     release_channel_access()  # before the IOC goes away
                 self.lab.stop()
+
+    def _add_clock_barriers(self, run_engine: RunEngine) -> None:
+        """On a virtual clock, a Channel Access round trip to each simulated IOC before
+        every jump (see `vegard.virtual_clock`): libca's traffic is invisible otherwise."""
+        if not self.clock.virtual or self.lab is None:
+            return
+        for pv in self.lab.clock_sync_pvs():
+            barrier = channel_access_barrier(pv)
+            call_in_bluesky_event_loop(barrier())  # connects the channel, outside the jumps
+            self.clock.add_barrier(run_engine.loop, barrier)
 
     def _write_truth_arrays(
         self, uids: Sequence[str], extra: dict[str, Any] | None = None

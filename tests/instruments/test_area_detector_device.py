@@ -32,7 +32,7 @@ def lab() -> Iterator[SimulatedLab]:
 def run(lab: SimulatedLab, body, tmp_path):
     async def main():
         connection = VisaConnection(lab.addresses["area_detector"], name="area_detector")
-        detector = AreaDetector(AreaDetectorDriver(connection, speedup=lab.clock.speedup),
+        detector = AreaDetector(AreaDetectorDriver(connection),
                                 lambda: tmp_path, clock=lab.clock, maximum_exposure_s=0.01,
                                 name="area_detector")
         await detector.connect(timeout=5)

@@ -22,7 +22,7 @@ AREA = ScanArea(0.0, 0.0, 600.0, 450.0, 16, 12)
 @pytest.fixture
 def afm(lab, RE, tmp_path):
     connection = VisaConnection(lab.addresses["afm"], name="afm")
-    controller = BandExcitationAfmController(connection, speedup=lab.clock.speedup)
+    controller = BandExcitationAfmController(connection)
     device = BandExcitationAfm(controller, lambda: tmp_path, clock=lab.clock,
                                maximum_bias_v=5.0, name="afm")
     call_in_bluesky_event_loop(device.connect(timeout=5))

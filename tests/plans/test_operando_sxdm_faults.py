@@ -48,7 +48,7 @@ def sxdm_lab(parameters: dict[str, dict[str, float]], tmp_path) -> Iterator[dict
         use_channel_access_environment(lab.client_environment())
         connections = [VisaConnection(lab.addresses["area_detector"], name="area_detector"),
                        SerialConnection(lab.addresses["potentiostat"], name="potentiostat")]
-        detector = AreaDetector(AreaDetectorDriver(connections[0], speedup=clock.speedup),
+        detector = AreaDetector(AreaDetectorDriver(connections[0]),
                                 lambda: tmp_path, clock=clock, name="area_detector")
         potentiostat = Potentiostat(PotentiostatDriver(connections[1]), clock=clock,
                                     poll_period_s=60.0, name="potentiostat")
