@@ -262,7 +262,7 @@ class TemperatureStage:
             loop = self._loop
             drift_x_nm, drift_y_nm = self.sample_drift_nm()
             return {
-                "instrument_time_s": self.time_s,
+                "elapsed_s": self.time_s - self._origin_s,
                 "stage_temperature_k": loop.stage_k,
                 "sample_temperature_k": loop.sample_k,
                 "setpoint_k": loop.setpoint_k,
