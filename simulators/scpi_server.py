@@ -247,10 +247,12 @@ class _ConnectionHandler(socketserver.BaseRequestHandler):
     def _serve(self, connection: socket.socket, wire: Wire, generation: int) -> None:
         instrument = self.server.instrument
         buffer = b""
+        _no_delays(connection)
         while True:
             wire.server_waiting()
             try:
                 chunk = connection.recv(4096)
+                _quick_ack(connection)
             except OSError:
                 return
             if not chunk:
@@ -295,6 +297,22 @@ class _ConnectionHandler(socketserver.BaseRequestHandler):
 @contextlib.contextmanager
 def _no_participant() -> Iterator[None]:
     yield
+
+
+def _no_delays(connection: socket.socket) -> None:
+    """Replies go out at once (no Nagle): an instrument's reply is one short segment."""
+    with contextlib.suppress(OSError):
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _quick_ack(connection: socket.socket) -> None:
+    """Acknowledge each request at once. A client that writes a command and then a query
+    without waiting (Nagle's algorithm on its side) would otherwise wait for this side's
+    delayed ACK, 40 ms on Linux, per such pair. Linux only; re-armed after every read."""
+    quick_ack = getattr(socket, "TCP_QUICKACK", None)
+    if quick_ack is not None:
+        with contextlib.suppress(OSError):
+            connection.setsockopt(socket.IPPROTO_TCP, quick_ack, 1)
 
 
 class _ThreadingServer(socketserver.ThreadingTCPServer):
