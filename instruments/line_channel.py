@@ -91,8 +91,12 @@ class LineChannel:
 
     def await_reply(self, wire: Wire, command: str, instrument_timeout_s: float) -> None:
         """Raise the channel's timeout error unless the reply comes in time (virtual clock)."""
-        if not wire.await_reply(instrument_timeout_s):
+        outcome = wire.await_reply(instrument_timeout_s)
+        if outcome == "timeout":
             raise InstrumentCommunicationError(self.name, command, "no reply (timeout)")
+        if outcome == "closed":
+            raise InstrumentCommunicationError(
+                self.name, command, f"connection closed by the instrument ({self.address})")
 
     async def open(self) -> None:
         await self.clock.run_in_thread(self.open_blocking)

@@ -37,6 +37,7 @@ import numpy as np
 from vegard.clock import InstrumentClock
 
 from .afm import AfmSettingError, AtomicForceMicroscope
+from .link_costs import LinkCost
 from .scpi_server import (
     DATA_OUT_OF_RANGE,
     EXECUTION_ERROR,
@@ -61,6 +62,13 @@ def _block(values: np.ndarray) -> bytes:
 
 class AfmController(Instrument):
     """Wire-level emulator: parses controller commands and drives the AFM model."""
+
+    LINK = LinkCost(
+        0.005, 1.25e8,
+        "a BE controller PC on gigabit "
+        "Ethernet; 5 ms per command assumed",
+    )
+    """What the real link costs (see `link_costs`)."""
 
     identity = "VEGARD,SIM-BE-AFM,0,0.1"
 

@@ -347,11 +347,13 @@ class SimulatedMotor(PVGroup):
         clock: InstrumentClock,
         history: MoveHistory | None = None,
         faults: MotionFaults | None = None,
+        put_latency_s: float = 0.0,
     ) -> None:
         super().__init__(prefix)
         self.spec = spec
         self.clock = clock
         self.faults = faults
+        self.put_latency_s = put_latency_s
         self.history = history or MoveHistory(Move.at_rest(spec.start, clock.now()))
         self._move = Move.at_rest(spec.start, clock.now())
         self.history.record(self._move)
@@ -414,7 +416,12 @@ class SimulatedMotor(PVGroup):
         raise SkipWrite  # VAL was already written (stamped) when the move started
 
     async def move_to(self, target: float) -> None:
-        """Start a move (replacing any in progress) and return when the axis is done."""
+        """Start a move (replacing any in progress) and return when the axis is done.
+
+        The move starts `put_latency_s` after the put was read: the link's and the motor
+        controller's share of a put's cost at a beamline (see `ca_put_latency_s`)."""
+        if self.put_latency_s > 0.0:
+            await self.clock.sleep(self.put_latency_s)
         fields = self.fields
         if not self.within_limits(target):
             LOG.info("%s: %s refused, outside soft limits", self.prefix, target)
@@ -624,6 +631,8 @@ class DiffractometerIoc:
 
     faults: MotionFaults | None = None
     """Physics faults of the motors (set by the lab model before `start`)."""
+    put_latency_s: float = 0.0
+    """Instrument time from a move's put to the start of the motion (set by the model)."""
 
     def __init__(
         self,
@@ -793,6 +802,7 @@ class DiffractometerIoc:
             spec.name: SimulatedMotor(
                 self.prefix + spec.pv_suffix, spec=spec, clock=self.clock,
                 history=self._histories[spec.name], faults=self.faults,
+                put_latency_s=self.put_latency_s,
             )
             for spec in self.specs
         }
@@ -843,6 +853,10 @@ class SimulatedDiffractometer:
                   "fault injection, motor stall: the first move at or after this instrument "
                   "time since the lab started stops halfway, DMOV 1 with RBV short of VAL "
                   "(0 = off)"),
+        Parameter("ca_put_latency_s", 0.002, "s", 0.0, 1.0,
+                  "link cost: instrument time from a motor put to the start of the motion "
+                  "(CA round trip on a beamline LAN, under 1 ms, plus the motor controller's "
+                  "command cycle; 2 ms assumed)"),
     )
 
     def __init__(
@@ -863,6 +877,7 @@ class SimulatedDiffractometer:
         )
         self.faults = MotionFaults(clock.now(), self.parameters["fault_stall_at_s"])
         self.ioc.faults = self.faults
+        self.ioc.put_latency_s = self.parameters["ca_put_latency_s"]
 
     @property
     def address(self) -> str:

@@ -27,6 +27,7 @@ from .afm import AtomicForceMicroscope
 from .afm_controller import AfmController
 from .diffractometer_ioc import SimulatedDiffractometer
 from .lakeshore336 import LakeShore336
+from .link_costs import LINK_PARAMETER_NAMES, LinkCosts
 from .lmno_cell import LmnoCell
 from .maxipix import MaxipixEmulator
 from .parameters import Parameter, resolve_parameters
@@ -107,9 +108,17 @@ def parameter_specs() -> dict[str, list[Parameter]]:
     """Instrument name → its parameters (the model's, then the wire-fault switches of text
     instruments), for `parameters.resolve_parameters` and `parameters.parameter_table`."""
     return {
-        name: [*kind.model.PARAMETERS, *(WIRE_FAULT_PARAMETERS if kind.emulator else ())]
+        name: [*kind.model.PARAMETERS, *_wire_parameters(kind)]
         for name, kind in SIMULATORS.items()
     }
+
+
+def _wire_parameters(kind: SimulatorKind) -> tuple[Parameter, ...]:
+    """A text instrument's link costs and wire-fault switches."""
+    if kind.emulator is None:
+        return ()
+    link = kind.emulator.LINK.parameters() if kind.emulator.LINK is not None else ()
+    return (*link, *WIRE_FAULT_PARAMETERS)
 
 
 def with_peers(instruments: Iterable[str]) -> list[str]:
@@ -193,7 +202,7 @@ class SimulatedLab:
                 options.update(port=ports.get(name, 0), host=host, allow_remote=allow_remote)
             model_parameters = {
                 key: value for key, value in self.parameters[name].items()
-                if key not in WIRE_FAULT_NAMES
+                if key not in WIRE_FAULT_NAMES and key not in LINK_PARAMETER_NAMES
             }
             model = kind.model(
                 clock, model_parameters, seed=[seed, zlib.crc32(name.encode())],
@@ -204,6 +213,8 @@ class SimulatedLab:
                 self._services[name] = model
             else:
                 self.instruments[name] = kind.emulator(model)
+                if kind.emulator.LINK is not None:
+                    self.instruments[name].link = LinkCosts.from_parameters(self.parameters[name])
                 faults = WireFaults(clock, self.parameters[name], started_s=self.started_s)
                 if faults.enabled:
                     self.instruments[name].wire_faults = faults

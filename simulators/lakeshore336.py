@@ -29,6 +29,7 @@ from __future__ import annotations
 from vegard.clock import InstrumentClock
 
 from .heater_control import PID_LIMITS, HeaterRange
+from .link_costs import LinkCost
 from .scpi_server import (
     DATA_OUT_OF_RANGE,
     ILLEGAL_PARAMETER_VALUE,
@@ -51,6 +52,13 @@ def format_kelvin(value_k: float) -> str:
 
 class LakeShore336(Instrument):
     """Wire-level emulator: parses 336 commands and drives the stage model."""
+
+    LINK = LinkCost(
+        0.010, 1.25e7,
+        "LakeShore 336 on 100 Mbit/s "
+        "Ethernet; 10 ms turnaround assumed",
+    )
+    """What the real link costs (see `link_costs`)."""
 
     identity = "LSCI,MODEL336,SIM336,2.9"
 

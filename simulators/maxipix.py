@@ -48,6 +48,7 @@ import numpy as np
 from vegard.clock import InstrumentClock
 from vegard.diffraction_geometry import DetectorRoi
 
+from .link_costs import LinkCost
 from .scpi_server import (
     DATA_OUT_OF_RANGE,
     EXECUTION_ERROR,
@@ -102,6 +103,13 @@ class Acquisition:
 
 class MaxipixEmulator(Instrument):
     """Wire-level emulator of the area detector over an `SxdmEndStation`."""
+
+    LINK = LinkCost(
+        0.001, 1.0e8,
+        "Maxipix readout PC on gigabit Ethernet (about "
+        "100 MB/s of payload); 1 ms turnaround assumed",
+    )
+    """What the real link costs (see `link_costs`)."""
 
     identity = "vegard,MAXIPIX-SIM,0,1.0"
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from vegard.clock import InstrumentClock
 
+from .link_costs import LinkCost
 from .lmno_cell import MAXIMUM_POTENTIAL_V, CellMode, LmnoCell
 from .scpi_server import (
     DATA_OUT_OF_RANGE,
@@ -61,6 +62,13 @@ _MODES_BY_WORD = {
 
 class PotentiostatEmulator(Instrument):
     """Wire-level emulator: parses potentiostat commands and drives the cell model."""
+
+    LINK = LinkCost(
+        0.005, 960.0,
+        "RS-232 at 9600 baud, 8N1: 10 bits "
+        "per byte; 5 ms command parsing assumed",
+    )
+    """What the real link costs (see `link_costs`)."""
 
     identity = "VEGARD,SIM-POTENTIOSTAT,0,0.1"
 

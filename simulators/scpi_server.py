@@ -31,6 +31,7 @@ from types import TracebackType
 
 from vegard.clock import NO_WIRE, InstrumentClock, Wire
 
+from .link_costs import FREE_LINK, LinkCost, LinkCosts
 from .wire_faults import WireFaults, garbled
 
 LOG = logging.getLogger(__name__)
@@ -133,9 +134,13 @@ class Instrument:
     """
 
     identity = "VEGARD,SIMULATED-INSTRUMENT,0,0.1"
+    LINK: LinkCost | None = None
+    """The real link's cost (declared by each emulator; None: free)."""
 
     def __init__(self, clock: InstrumentClock) -> None:
         self.clock = clock
+        self.link: LinkCosts = FREE_LINK
+        """Set by the lab from the instrument's link parameters."""
         self.wire_faults: WireFaults | None = None
         """Set by the lab when the profile schedules faults on this instrument's wire."""
         self._lock = threading.RLock()
@@ -249,7 +254,7 @@ class _ConnectionHandler(socketserver.BaseRequestHandler):
         buffer = b""
         _no_delays(connection)
         while True:
-            wire.server_waiting()
+            wire.server_waiting(generation)
             try:
                 chunk = connection.recv(4096)
                 _quick_ack(connection)
@@ -276,6 +281,10 @@ class _ConnectionHandler(socketserver.BaseRequestHandler):
                         instrument.push_error(ScpiError(DEVICE_SPECIFIC_ERROR, "injected fault"))
                     continue
                 reply = instrument.handle_line(line)
+                reply_bytes = 0 if reply is None else len(reply) + 1
+                cost_s = instrument.link.line_s(len(raw) + 1, reply_bytes)
+                if cost_s > 0.0:
+                    instrument.clock.sleep_blocking(cost_s)
                 if reply is None:
                     continue
                 if fault == "malformed":

@@ -140,10 +140,10 @@ class Wire:
 
     def request_sent(self) -> None: ...
 
-    def await_reply(self, timeout_s: float) -> bool:
-        """Block until a reply (or the server's close) is announced: True; or until
-        `timeout_s` of instrument time passed: False."""
-        return True
+    def await_reply(self, timeout_s: float) -> str:
+        """Block until a reply is announced ("reply") or the server closed the connection
+        ("closed"), or until `timeout_s` of instrument time passed ("timeout")."""
+        return "reply"
 
     def accepted(self) -> int:
         """Server side: a connection was accepted; its generation."""
@@ -155,7 +155,7 @@ class Wire:
 
     def announce_close(self, generation: int) -> None: ...
 
-    def server_waiting(self) -> None:
+    def server_waiting(self, generation: int) -> None:
         """Server side: the connection's thread is about to block reading the socket."""
 
 

@@ -285,7 +285,7 @@ class VirtualClock(InstrumentClock):
         """If nothing can make progress, run the barriers or jump (lock held)."""
         if any(participant.busy for participant in self._participants):
             return
-        if any(wire.unclaimed for wire in self._wires.values()):
+        if any(wire.in_flight() for wire in self._wires.values()):
             return
         if self._barrier_running:
             return
@@ -449,6 +449,13 @@ class _WireLedger(Wire):
         self.unclaimed = 0
         self.undelivered = 0
         self.server_closed = False
+        self.processing = False
+        """The server is working on an earlier line of this connection (it reads the next
+        one when done, as an instrument does: such a line is queued, not in flight)."""
+
+    def in_flight(self) -> bool:
+        """A request is on its way to a server that is waiting for it."""
+        return self.unclaimed > 0 and not self.processing
 
     def __repr__(self) -> str:
         return (f"<Wire :{self.port} gen={self.generation} unclaimed={self.unclaimed} "
@@ -460,7 +467,7 @@ class _WireLedger(Wire):
         with self.clock.lock:
             self.generation += 1
             self.unclaimed = self.undelivered = 0
-            self.server_closed = False
+            self.server_closed = self.processing = False
             self.clock.changed()
 
     def connecting(self) -> None:
@@ -474,15 +481,15 @@ class _WireLedger(Wire):
             if not self.server_closed:
                 self.unclaimed += 1
 
-    def await_reply(self, timeout_s: float) -> bool:
+    def await_reply(self, timeout_s: float) -> str:
         clock = self.clock
         with clock._thread_participant(f"client:{self.port}") as participant:
             clock.wait(participant, self._reply_ready, clock.elapsed_s() + max(0.0, timeout_s))
         with clock.lock:
             if self.undelivered:
                 self.undelivered -= 1
-                return True
-            return self.server_closed
+                return "reply"
+            return "closed" if self.server_closed else "timeout"
 
     def _reply_ready(self) -> bool:
         return self.undelivered > 0 or self.server_closed
@@ -499,8 +506,10 @@ class _WireLedger(Wire):
             participant = clock.current()
             if participant is not None:
                 clock.set_busy(participant)
-            if generation == self.generation and self.unclaimed:
-                self.unclaimed -= 1
+            if generation == self.generation:
+                self.processing = True
+                if self.unclaimed:
+                    self.unclaimed -= 1
             clock._maybe_advance()
 
     def announce_reply(self, generation: int) -> None:
@@ -516,10 +525,15 @@ class _WireLedger(Wire):
                 self.unclaimed = 0
                 self.clock.changed()
 
-    def server_waiting(self) -> None:
-        participant = self.clock.current()
-        if participant is not None:
-            self.clock.set_waiting(participant)
+    def server_waiting(self, generation: int) -> None:
+        with self.clock.lock:
+            if generation == self.generation:
+                self.processing = False
+            participant = self.clock.current()
+            if participant is not None:
+                self.clock.set_waiting(participant)
+            else:
+                self.clock._maybe_advance()
 
 
 # --- the event loop -------------------------------------------------------------------

@@ -4,35 +4,46 @@ Each case fires one wire fault on the LakeShore 336 or the potentiostat and chec
 channel did about it: a transient fault on an idempotent query is retried (and reconnects
 when the line dropped), a persistent one raises an error naming instrument, command and
 reason, and a non-idempotent query is never asked twice.
+
+Everything runs on a virtual clock, so timeouts and slow replies are instrument time and
+the outcome cannot depend on how busy the machine is.
 """
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from vegard.clock import InstrumentClock
 from vegard.instruments.errors import InstrumentCommunicationError
 from vegard.instruments.lakeshore336 import HeaterRange, LakeShore336
 from vegard.instruments.potentiostat_driver import PotentiostatDriver
 from vegard.instruments.serial_connection import SerialConnection
 from vegard.instruments.visa_connection import VisaConnection
 from vegard.simulators.lab import SimulatedLab
+from vegard.virtual_clock import VirtualClock
 
 TIMEOUT_S = 0.3
 
 
-def lakeshore_lab(**faults: float) -> SimulatedLab:
+def lakeshore_lab(clock: VirtualClock | None = None, **faults: float) -> SimulatedLab:
     return SimulatedLab(
-        InstrumentClock(1000.0), {"temperature_stage": faults},
+        clock or VirtualClock(), {"temperature_stage": faults},
         instruments=["temperature_stage"],
     ).start()
 
 
+def run_virtual(clock: VirtualClock, coroutine):
+    """Run `coroutine` on an event loop of `clock` (its timers in instrument time)."""
+    loop = clock.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
+
+
 def run_on_lakeshore(lab: SimulatedLab, exchange):
     connection = VisaConnection(
-        lab.addresses["temperature_stage"], name="temperature_stage", timeout_s=TIMEOUT_S)
+        lab.addresses["temperature_stage"], name="temperature_stage", timeout_s=TIMEOUT_S,
+        clock=lab.clock)
     driver = LakeShore336(connection)
 
     async def body():
@@ -40,7 +51,7 @@ def run_on_lakeshore(lab: SimulatedLab, exchange):
         return await exchange(driver)
 
     try:
-        return asyncio.run(body()), connection
+        return run_virtual(lab.clock, body()), connection
     finally:
         connection.close()
         lab.stop()
@@ -80,11 +91,11 @@ def test_a_refused_heater_range_is_noticed_by_reading_it_back():
 
 def test_the_error_queue_is_never_asked_twice_and_the_cell_is_still_put_at_rest():
     lab = SimulatedLab(
-        InstrumentClock(1000.0), {"potentiostat": {"fault_timeout_at_command": 3}},
+        VirtualClock(), {"potentiostat": {"fault_timeout_at_command": 3}},
         instruments=["potentiostat"],
     ).start()
     connection = SerialConnection(lab.addresses["potentiostat"], name="potentiostat",
-                                  timeout_s=TIMEOUT_S)
+                                  timeout_s=TIMEOUT_S, clock=lab.clock)
     driver = PotentiostatDriver(connection)
 
     async def body():
@@ -93,7 +104,7 @@ def test_the_error_queue_is_never_asked_twice_and_the_cell_is_still_put_at_rest(
         return await driver.rest()
 
     try:
-        reading = asyncio.run(body())
+        reading = run_virtual(lab.clock, body())
     finally:
         connection.close()
         lab.stop()
@@ -105,7 +116,7 @@ def test_the_error_queue_is_never_asked_twice_and_the_cell_is_still_put_at_rest(
 
 
 def test_faults_can_be_scheduled_in_instrument_time():
-    clock = InstrumentClock(1000.0)
+    clock = VirtualClock()
     lab = SimulatedLab(clock, {"temperature_stage": {"fault_malformed_at_s": 3600.0}},
                        instruments=["temperature_stage"]).start()
 
