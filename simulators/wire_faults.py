@@ -7,8 +7,9 @@ so drivers and plans can be tested against it:
   controller reboot);
 - `timeout`: a query is swallowed, no reply ever comes;
 - `malformed`: the reply arrives garbled (a half-written number, a broken binary header);
-- `slow`: the reply arrives late, after `fault_slow_reply_s` of wall time (the client's
-  timeout is wall time too, so this one is not scaled by the clock speed-up);
+- `slow`: the reply arrives late, after `fault_slow_reply_s` of instrument time (the
+  client's timeout is instrument time too: a 3 s reply against a 2 s timeout always
+  times out on the virtual clock, whatever the machine's load);
 - `error`: the command is refused and a device-specific error goes on the error queue.
 
 Each kind is switched on by its own parameters (so profiles and `--set` reach them like
@@ -37,7 +38,7 @@ _DESCRIPTIONS = {
     "drop": "instrument closes the connection instead of answering",
     "timeout": "a query gets no reply",
     "malformed": "a reply arrives garbled",
-    "slow": "a reply arrives fault_slow_reply_s (wall time) late",
+    "slow": "a reply arrives fault_slow_reply_s (instrument time) late",
     "error": "a command is refused with an error on the error queue",
 }
 
@@ -61,7 +62,7 @@ def wire_fault_parameters() -> tuple[Parameter, ...]:
     ))
     parameters.append(Parameter(
         "fault_slow_reply_s", 3.0, "s", 0, 60,
-        "fault injection: wall-clock delay of a slow reply (longer than the client's "
+        "fault injection: instrument-time delay of a slow reply (longer than the client's "
         "timeout makes it a timeout followed by a late reply)",
     ))
     return tuple(parameters)

@@ -1,0 +1,67 @@
+"""A dry run's answer does not depend on how busy the machine is.
+
+The same protocol is dry-run twice from the CLI: once alone, once with two CPU-bound
+processes beside it (on a 2-core machine that triples the wall time of everything). On the
+virtual clock both must print the same analysis, simulator truth and instrument time, to
+the last digit: instrument time moves only through modelled durations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+@contextlib.contextmanager
+def cpu_load(processes: int = 2) -> Iterator[None]:
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(processes)]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+def dry_run(protocol: Path, data_dir: Path) -> dict:
+    capture = subprocess.run(
+        [sys.executable, "-m", "vegard.cli", "dry-run", str(protocol), "--json", "--quiet",
+         "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=900, check=False, cwd=REPOSITORY,
+    )
+    assert capture.returncode == 0, capture.stderr[-3000:]
+    return json.loads(capture.stdout.strip().splitlines()[-1])
+
+
+def answer(summary: dict, data_dir: Path) -> dict:
+    """What must not change: analysis, truth and instrument time (run uids and the data
+    folder, which differ by construction, blanked)."""
+    text = json.dumps({key: summary[key] for key in
+                       ("analysis", "ground_truth", "instrument_time_s", "exit_status")},
+                      sort_keys=True)
+    return json.loads(UID.sub("<uid>", text.replace(str(data_dir), "<data>")))
+
+
+@pytest.mark.parametrize("protocol", [
+    "configs/protocols/esm_room_temperature.yaml",
+    "tests/vegard/operando_small.yaml",
+])
+def test_the_same_answer_alone_and_under_load(protocol: str, tmp_path: Path) -> None:
+    alone_dir, loaded_dir = tmp_path / "alone", tmp_path / "loaded"
+    alone = dry_run(REPOSITORY / protocol, alone_dir)
+    with cpu_load():
+        loaded = dry_run(REPOSITORY / protocol, loaded_dir)
+    assert alone["clock"] == loaded["clock"] == "virtual"
+    assert answer(loaded, loaded_dir) == answer(alone, alone_dir)
+    assert alone["instrument_time_s"] > 0
