@@ -13,7 +13,6 @@ worker thread so a slow instrument never blocks the RunEngine's event loop.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -49,7 +48,7 @@ class SerialConnection(LineChannel):
         self.baudrate = baudrate
         self.termination = termination
         self._port: serial.SerialBase | None = None
-        self._lock = threading.Lock()
+        self._lock = clock.new_lock()
 
     @property
     def address(self) -> str:

@@ -9,7 +9,6 @@ RunEngine's event loop.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -47,7 +46,7 @@ class VisaConnection(LineChannel):
         self.clock = clock
         self.termination = termination
         self._resource: pyvisa.resources.MessageBasedResource | None = None
-        self._lock = threading.Lock()
+        self._lock = clock.new_lock()
 
     @property
     def is_open(self) -> bool:

@@ -10,6 +10,7 @@ from bluesky import RunEngine
 
 from vegard.clock import InstrumentClock
 from vegard.simulators.lab import SimulatedLab
+from vegard.virtual_clock import VirtualClock
 
 FAST_SPEEDUP = 2000.0
 
@@ -18,6 +19,15 @@ FAST_SPEEDUP = 2000.0
 def lab() -> Iterator[SimulatedLab]:
     """Every simulator served on an ephemeral loopback port, instrument time 2000× wall."""
     with SimulatedLab(InstrumentClock(FAST_SPEEDUP), seed=7) as started:
+        yield started
+
+
+@pytest.fixture
+def virtual_lab() -> Iterator[SimulatedLab]:
+    """Every simulator on a virtual clock: run the test's coroutines on
+    `virtual_lab.clock.new_event_loop()` and give its connections `clock=`; outcomes then
+    do not depend on the machine's load."""
+    with SimulatedLab(VirtualClock(), seed=7) as started:
         yield started
 
 

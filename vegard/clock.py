@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -87,6 +88,10 @@ class InstrumentClock:
     def describe(self) -> str:
         """Which clock ran, for summaries."""
         return "real time" if self.speedup == 1.0 else f"paced x{self.speedup:g}"
+
+    def new_lock(self) -> threading.Lock:
+        """A mutex for threads that exchange with an instrument (here: an ordinary one)."""
+        return threading.Lock()
 
     def new_event_loop(self) -> asyncio.AbstractEventLoop:
         """An event loop whose timers run on this clock (here: an ordinary loop)."""

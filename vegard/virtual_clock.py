@@ -240,11 +240,10 @@ class VirtualClock(InstrumentClock):
         participant.fired = why
         participant.condition = None
         participant.deadline_s = None
-        if participant.wake is not None:
+        if participant.wake is not None:  # an event loop, blocked in its selector
             participant.wake_pending = True
             participant.wake()
-        else:
-            self._changed_condition.notify_all()
+        self._changed_condition.notify_all()  # or a thread blocked on the clock
 
     def _make_busy_quietly(self, participant: Participant) -> None:
         """A loop woken by one of its own sockets: busy, no activity counted (the IOC's
@@ -372,6 +371,9 @@ class VirtualClock(InstrumentClock):
     def new_event_loop(self) -> VirtualEventLoop:
         return VirtualEventLoop(self)
 
+    def new_lock(self) -> ClockLock:  # type: ignore[override]
+        return ClockLock(self)
+
     async def run_in_thread(self, function: Callable[..., T], *args: Any) -> T:
         participant = self.participant(f"worker:{getattr(function, '__name__', function)}")
 
@@ -432,6 +434,42 @@ class VirtualClock(InstrumentClock):
             return None
         with self._lock:
             return self._wires.get(port)
+
+
+class ClockLock:
+    """A mutex whose hand-over the clock sees: the thread that gets it next is made busy in
+    the same critical section in which the holder lets go (a worker thread queued behind
+    another on one instrument channel waits, it is not busy)."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self._clock = clock
+        self._owner: object | None = None
+        self._waiters: list[Participant] = []
+
+    def acquire(self) -> bool:
+        clock = self._clock
+        with clock._thread_participant("lock") as participant:
+            with clock.lock:
+                if self._owner is None:
+                    self._owner = participant
+                    return True
+                self._waiters.append(participant)
+            clock.wait(participant, lambda: self._owner is participant, None)
+        return True
+
+    def release(self) -> None:
+        clock = self._clock
+        with clock.lock:
+            self._owner = self._waiters.pop(0) if self._waiters else None
+            if self._owner is not None:
+                clock.changed()
+
+    def __enter__(self) -> ClockLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
 
 
 class _WireLedger(Wire):
@@ -639,7 +677,8 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         self.participant = self.clock.participant(
             f"loop:{threading.current_thread().name}", wake=self._virtual_selector.wake)
         try:
-            super().run_forever()
+            with self.clock.acting_as(self.participant):  # a blocking call on the loop waits
+                super().run_forever()                    # as the loop
         finally:
             participant, self.participant = self.participant, None
             self.clock.close(participant)

@@ -37,21 +37,18 @@ def operando(tmp_path_factory):
 
 
 def complete_maps(summary: dict) -> list[dict]:
-    """Finished maps that saw the Bragg peak. A dry-run map spans a sixth of the charge
-    (wall latency × clock speed-up), so on a loaded machine a phase can vanish from view
-    during one; such a map is flagged and reports no d400."""
+    """Finished maps. On the virtual clock a map takes its real minute, so the crystal
+    barely changes during one: every map must have its Bragg peak in view."""
     maps = [m for m in summary["analysis"]["maps"] if m.get("complete", True)]
-    for entry in maps:
-        if not entry["peak_in_view"]:
-            assert entry["d400_mean_angstrom"] is None
-    return [m for m in maps if m["peak_in_view"]]
+    assert all(entry["peak_in_view"] for entry in maps), maps
+    return maps
 
 
 def test_maps_follow_the_charge(operando) -> None:
     _, summary, progress = operando
     assert summary["exit_status"] == "success"
     maps = complete_maps(summary)
-    assert len(maps) >= 3
+    assert len(maps) >= 5  # a map every 3 h of a 15 h charge, until the 4.9 V limit
     for entry in maps:
         for key in ("potential_v", "d400_mean_angstrom", "microstrain",
                     "tilt_altitude_max_deg", "figures"):
@@ -83,17 +80,17 @@ def test_maps_recover_the_simulated_crystal(operando) -> None:
         maps = dict(np.load(entry["maps_file"]))
         d_truth = truth[f"area_detector.map{index}.d400_angstrom"]
         mask = maps["mask"] & truth[f"area_detector.map{index}.mask"] & np.isfinite(d_truth)
-        # During a transformation only part of the crystal is in the phase in view: how many
-        # pixels depends on when the map falls (wall latency × speed-up), down to one.
-        assert mask.any()
+        # During a transformation only part of the crystal is in the phase in view (8 of
+        # 24 crystal pixels in the map half-way through the second plateau).
+        assert mask.sum() >= 5, (index, int(mask.sum()))
         pooled += int(mask.sum())
         d_rms = np.sqrt(np.mean((maps["d_angstrom"][mask] - d_truth[mask]) ** 2))
         tilt_truth = truth[f"area_detector.map{index}.tilt_altitude_deg"]
         tilt_rms = np.sqrt(np.mean((maps["tilt_altitude_deg"][mask] - tilt_truth[mask]) ** 2))
         print(f"map {index}: {mask.sum()} px, d RMS {d_rms:.1e} Å, tilt RMS {tilt_rms:.4f}°")
-        assert d_rms <= 5e-4
+        assert d_rms <= 1e-4  # 0.5-1.2e-5 Å seen
         assert tilt_rms <= 0.01
-    assert pooled >= 30  # 56–100 seen: how many maps fall in a transformation varies
+    assert pooled >= 100  # 121 seen
 
 
 def test_replay_reproduces_the_analysis(operando, capsys) -> None:
