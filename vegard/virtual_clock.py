@@ -45,6 +45,7 @@ barriers (`WALL_WATCHDOG_S`) for a peer that has died, which ends the run either
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import re
@@ -65,6 +66,8 @@ WALL_WATCHDOG_S = 60.0
 """Wall seconds a hold or a barrier may take before the clock gives up on it (a dead
 peer): far beyond any loaded machine's scheduling delay, and only ever reached when a
 simulator has died, which fails the run anyway."""
+WORKER_THREADS = 64
+"""Worker threads of a virtual loop: far more than the exchanges a dry run has in flight."""
 REPLY_WALL_SAFETY_S = 60.0
 """Wall-clock timeout of a blocking read once the clock knows the reply is on its way."""
 
@@ -667,6 +670,11 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         self._idle_waiters: list[asyncio.Future[None]] = []
         super().__init__(selector=self._virtual_selector)
         self._virtual_selector.loop = self
+        # A worker submitted but not yet started counts as busy; with asyncio's default
+        # pool (cpu + 4 threads) the exchanges queued behind one channel's lock could fill
+        # it and leave the next one waiting for a thread while the clock waits for it.
+        self.set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="worker"))
 
     def time(self) -> float:
         """Elapsed instrument seconds (small numbers keep timer arithmetic exact)."""
