@@ -108,7 +108,9 @@ class VirtualClock(InstrumentClock):
 
     def __init__(self, origin_s: float | None = None) -> None:
         self.speedup = float("inf")
-        self._origin_s = time.time() if origin_s is None else float(origin_s)
+        # A whole second: every epoch time is then origin + elapsed rounded on the same
+        # grid whatever the origin, so arithmetic on `now()` gives the same bits each run.
+        self._origin_s = float(int(time.time() if origin_s is None else origin_s))
         self._elapsed_s = 0.0
         self._lock = threading.RLock()
         self._changed_condition = threading.Condition(self._lock)

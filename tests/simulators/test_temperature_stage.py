@@ -27,8 +27,8 @@ def step_response(
 
 def settling_time_s(history: list[dict], target_k: float, key: str, band_k: float = 0.1) -> float:
     """Instrument seconds after the step until `key` stays within ±band of the target."""
-    start_s = history[0]["instrument_time_s"] - 1.0
-    outside = [h["instrument_time_s"] for h in history if abs(h[key] - target_k) > band_k]
+    start_s = history[0]["elapsed_s"] - 1.0
+    outside = [h["elapsed_s"] for h in history if abs(h[key] - target_k) > band_k]
     return (max(outside) - start_s) if outside else 0.0
 
 
