@@ -198,6 +198,7 @@ class Session:
                 "instrument_time_s": self._run_instrument_time_s(),
                 "wall_time_s": time.monotonic() - wall_start_s,
                 "clock": self.clock.describe(),
+                "clock_origin_s": self.clock.now() - self.clock.elapsed_s(),
                 "data_dir": str(self.data_dir),
                 "analysis": merged_analysis(analyses),
             }
