@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/clock_speedup.py
 	$(BIN)/python benchmarks/sho_fit.py
 	$(BIN)/python benchmarks/esm_map.py
+	$(BIN)/python benchmarks/dry_run_speed.py
 
 clean:
 	rm -rf $(VENV) vegard-data
