@@ -75,19 +75,27 @@ class LineChannel:
     def write_blocking(self, command: str) -> None:
         raise NotImplementedError
 
+    _wire: Wire | None = None
+
     @property
     def wire(self) -> Wire:
-        """What a virtual clock knows of this channel's wire (a no-op ledger elsewhere)."""
-        return self.clock.wire_for(self.address) or NO_WIRE
+        """What a virtual clock knows of this channel's wire (a no-op ledger elsewhere);
+        looked up once per connection (`connect_wire`), not per exchange."""
+        return self._wire if self._wire is not None else self.connect_wire()
+
+    def connect_wire(self) -> Wire:
+        """Look the wire's ledger up again (called as the channel opens: a restarted
+        simulator serves a new ledger on its port)."""
+        self._wire = self.clock.wire_for(self.address) or NO_WIRE
+        return self._wire
 
     def reply_deadline(self, acquisition_s: float = 0.0) -> tuple[float, float]:
         """(instrument, wall) timeout of one exchange: the channel's timeout plus
         `acquisition_s`, the instrument time the command itself takes (a scan line)."""
         instrument_s = self.timeout_s + max(acquisition_s, 0.0)
-        wall_s = self.timeout_s + self.clock.reply_timeout_wall_s(max(acquisition_s, 0.0))
         if self.clock.virtual:
-            wall_s = self.clock.reply_timeout_wall_s(instrument_s)
-        return instrument_s, wall_s
+            return instrument_s, self.clock.reply_timeout_wall_s(instrument_s)
+        return instrument_s, self.timeout_s + self.clock.reply_timeout_wall_s(acquisition_s)
 
     def await_reply(self, wire: Wire, command: str, instrument_timeout_s: float) -> None:
         """Raise the channel's timeout error unless the reply comes in time (virtual clock)."""

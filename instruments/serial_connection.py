@@ -63,7 +63,7 @@ class SerialConnection(LineChannel):
         with self._lock:
             if self._port is not None:
                 return
-            self.wire.connecting()
+            self.connect_wire().connecting()
             wall_timeout_s = self.reply_deadline()[1]
             try:
                 self._port = serial.serial_for_url(

@@ -56,7 +56,7 @@ class VisaConnection(LineChannel):
         with self._lock:
             if self._resource is not None:
                 return
-            self.wire.connecting()
+            self.connect_wire().connecting()
             try:
                 resource = _resource_manager().open_resource(
                     self.address,
