@@ -6,9 +6,13 @@ follows the stage through a thermal contact (tens of seconds behind). The
 sample's position drifts with its temperature, which an AFM simulator reads
 through `sample_drift_nm()`.
 
-The model is integrated lazily: every query first advances it from its last
-controller tick to `clock.now()` (see `thermal_loop` for how hours cost
-milliseconds). The stage starts as if the controller had long been holding
+The model is integrated lazily (see `thermal_loop` for how hours cost
+milliseconds), and its history does not depend on when it is looked at: the state
+is committed only at commands, fault events and every `COMMIT_TICKS` controller
+ticks, and a query between two commit points computes its answer on a copy from
+the last one. The controller's sensor noise is indexed by tick. So the same
+commands at the same instrument times give the same temperatures to the last bit,
+however often (or from however many threads) the stage is read. The stage starts as if the controller had long been holding
 `initial_temperature_k` on the high range with the power-on PID.
 
 Defaults are sized so that the 336's power-on PID (P 50, I 20, D 0) works on
@@ -21,6 +25,7 @@ is followed to about 0.02 K.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -37,6 +42,8 @@ RAMP_RATE_LIMITS_K_PER_MIN = (0.1, 100.0)
 """Allowed setpoint ramp rates (those of the 336)."""
 
 _NOISE_BLOCK = 4096
+COMMIT_TICKS = 600
+"""Controller ticks (60 s) between the stage's commit points, aligned to its origin."""
 
 
 class SetpointOutOfRange(ValueError):
@@ -100,7 +107,10 @@ class TemperatureStage:
         self.parameters: dict[str, float] = values
         self.clock = clock
         self._lock = threading.RLock()
-        self._rng = np.random.default_rng(seed)
+        control_seed, reading_seed = np.random.SeedSequence(seed).spawn(2)
+        self._control_seed = control_seed
+        self._control_noise: dict[int, np.ndarray] = {}
+        self._reading_rng = np.random.default_rng(reading_seed)
         self._noise = np.empty(0)
         self._noise_index = 0
         nodes = ThermalNodes(
@@ -112,6 +122,9 @@ class TemperatureStage:
             heater_max_power_w=values["heater_max_power_w"],
         )
         self._loop = ThermalLoop(nodes, values["initial_temperature_k"])
+        """The committed state (at the last commit point)."""
+        self._view: ThermalLoop = self._loop
+        """The state at the present tick: the committed one, or a copy run on from it."""
         self._origin_s = clock.now()
         self._runaway_ticks = self._fault_ticks("fault_heater_runaway_at_s")
         self._runaway_end_tick: int | None = None
@@ -134,7 +147,7 @@ class TemperatureStage:
             raise SetpointOutOfRange(
                 f"setpoint {target_k:g} K outside the stage's rated {low:g} ... {high:g} K")
         with self._lock:
-            self._advance()
+            self._commit()
             self._loop.set_target(target_k)
 
     def set_ramp(self, enabled: bool, rate_k_per_min: float) -> None:
@@ -143,19 +156,19 @@ class TemperatureStage:
         if not low <= rate_k_per_min <= high:
             raise ValueError(f"ramp rate {rate_k_per_min:g} K/min outside {low:g} ... {high:g}")
         with self._lock:
-            self._advance()
+            self._commit()
             self._loop.set_ramp(enabled, rate_k_per_min)
 
     def set_heater_range(self, heater_range: int) -> None:
         new_range = HeaterRange(heater_range)
         with self._lock:
-            self._advance()
+            self._commit()
             self._loop.set_heater_range(new_range)
 
     def set_pid(self, proportional: float, integral: float, derivative: float) -> None:
         settings = PidSettings(proportional, integral, derivative).check()
         with self._lock:
-            self._advance()
+            self._commit()
             self._loop.pid = settings
 
     def reset(self) -> None:
@@ -164,7 +177,7 @@ class TemperatureStage:
         With the heater off the stage then cools towards the bath, as a real one would.
         """
         with self._lock:
-            self._advance()
+            self._commit()
             self._loop.set_ramp(False, self._loop.ramp_rate_k_per_min)
             self._loop.set_heater_range(HeaterRange.OFF)
             self._loop.pid = POWER_ON_PID
@@ -173,16 +186,16 @@ class TemperatureStage:
 
     @property
     def time_s(self) -> float:
-        """Instrument time of the model's state: its last controller tick."""
+        """Instrument time of the model's state: its latest controller tick."""
         with self._lock:
-            return self._origin_s + self._loop.tick_count * CONTROL_PERIOD_S
+            return self._origin_s + self._view.tick_count * CONTROL_PERIOD_S
 
     @property
     def setpoint_k(self) -> float:
         """The effective setpoint, which moves towards the target while ramping."""
         with self._lock:
             self._advance()
-            return self._loop.setpoint_k
+            return self._view.setpoint_k
 
     @property
     def target_setpoint_k(self) -> float:
@@ -203,7 +216,7 @@ class TemperatureStage:
     def ramping(self) -> bool:
         with self._lock:
             self._advance()
-            return self._loop.ramping
+            return self._view.ramping
 
     @property
     def heater_range(self) -> HeaterRange:
@@ -219,37 +232,37 @@ class TemperatureStage:
         """True (noise-free) stage temperature."""
         with self._lock:
             self._advance()
-            return self._loop.stage_k
+            return self._view.stage_k
 
     def sample_temperature_k(self) -> float:
         """True (noise-free) sample temperature."""
         with self._lock:
             self._advance()
-            return self._loop.sample_k
+            return self._view.sample_k
 
     def read_temperature_k(self, sensor: str) -> float:
         """A reading with Gaussian noise: sensor "A" on the stage, "B" on the sample."""
         with self._lock:
             self._advance()
-            true_k = {"A": self._loop.stage_k, "B": self._loop.sample_k}[sensor.upper()]
-            return true_k + self._next_noise_k()
+            true_k = {"A": self._view.stage_k, "B": self._view.sample_k}[sensor.upper()]
+            return true_k + self._next_reading_noise_k()
 
     def heater_output_percent(self) -> float:
         """Output as % of the selected range's full-scale power."""
         with self._lock:
             self._advance()
-            return self._loop.output_percent
+            return self._view.output_percent
 
     def heater_power_w(self) -> float:
         with self._lock:
             self._advance()
-            return self._loop.heater_power_w
+            return self._view.heater_power_w
 
     def sample_drift_nm(self) -> tuple[float, float]:
         """Thermal drift (x, y) of the sample position from where it sits at the reference T."""
         with self._lock:
             self._advance()
-            delta_k = self._loop.sample_k - self.parameters["drift_reference_temperature_k"]
+            delta_k = self._view.sample_k - self.parameters["drift_reference_temperature_k"]
             return (
                 self.parameters["drift_x_nm_per_k"] * delta_k,
                 self.parameters["drift_y_nm_per_k"] * delta_k,
@@ -259,7 +272,7 @@ class TemperatureStage:
         """The true state (JSON-serialisable), for checking what drivers and analysis recover."""
         with self._lock:
             self._advance()
-            loop = self._loop
+            loop = self._view
             drift_x_nm, drift_y_nm = self.sample_drift_nm()
             return {
                 "elapsed_s": self.time_s - self._origin_s,
@@ -290,17 +303,38 @@ class TemperatureStage:
         with self._lock:
             self._advance()
 
-    def _advance(self) -> None:
+    def _due_tick(self) -> int:
         # Ticks are counted from a fixed origin, so rounding never accumulates.
-        due = int((self.clock.now() - self._origin_s) / CONTROL_PERIOD_S + 1e-6)
-        for event_tick in self._fault_events(due):
-            self._run_to(event_tick)
-            self._apply_fault_event(event_tick)
-        self._run_to(due)
+        return int((self.clock.now() - self._origin_s) / CONTROL_PERIOD_S + 1e-6)
+
+    def _advance(self) -> None:
+        """Commit up to the last commit point before now, then view the present from it."""
+        due = self._due_tick()
+        while events := self._fault_events(due):  # a runaway's start sets its end: loop
+            self._run_to(events[0])
+            self._apply_fault_event(events[0])
+        self._run_to(due - due % COMMIT_TICKS)
+        if self._loop.tick_count == due:
+            self._view = self._loop
+        elif self._view.tick_count != due or self._view is self._loop:
+            view = copy.copy(self._loop)
+            view.run(due - view.tick_count, self._control_noise_k)
+            self._view = view
+
+    def _commit(self) -> None:
+        """Commit the state at the present tick (a command is about to change it)."""
+        self._advance()
+        self._run_to(self._due_tick())
+        self._view = self._loop
 
     def _run_to(self, tick: int) -> None:
-        if tick > self._loop.tick_count:
-            self._loop.run(tick - self._loop.tick_count, self._next_noise_k)
+        """Run the committed state to `tick` through every commit point on the way."""
+        loop = self._loop
+        while loop.tick_count < tick:
+            stop = min(tick, (loop.tick_count // COMMIT_TICKS + 1) * COMMIT_TICKS)
+            loop.run(stop - loop.tick_count, self._control_noise_k)
+        if self._view is not loop and self._view.tick_count <= loop.tick_count:
+            self._view = loop
 
     def _fault_events(self, due: int) -> list[int]:
         """Ticks up to `due` at which the heater-runaway fault starts or ends."""
@@ -337,7 +371,7 @@ class TemperatureStage:
         """Safe when no runaway is on and the heater is off or held at a safe setpoint."""
         with self._lock:
             self._advance()
-            loop = self._loop
+            loop = self._view
             heater_off = loop.heater_range == HeaterRange.OFF
             runaway = loop.stuck_output_percent is not None
             safe_setpoint = loop.target_k <= self.parameters["safe_setpoint_max_k"]
@@ -349,9 +383,20 @@ class TemperatureStage:
                 "stage_temperature_k": loop.stage_k,
             }
 
-    def _next_noise_k(self) -> float:
+    def _control_noise_k(self, tick: int) -> float:
+        """The controller's sensor noise at `tick`: a block of the control stream per 4096."""
+        block_index, offset = divmod(tick, _NOISE_BLOCK)
+        block = self._control_noise.get(block_index)
+        if block is None:
+            if len(self._control_noise) > 4:
+                self._control_noise.clear()
+            rng = np.random.default_rng(self._control_seed.spawn_key + (block_index,))
+            block = self._control_noise[block_index] = rng.standard_normal(_NOISE_BLOCK)
+        return float(block[offset]) * self.parameters["sensor_noise_k"]
+
+    def _next_reading_noise_k(self) -> float:
         if self._noise_index >= len(self._noise):
-            self._noise = self._rng.standard_normal(_NOISE_BLOCK)
+            self._noise = self._reading_rng.standard_normal(_NOISE_BLOCK)
             self._noise_index = 0
         value = float(self._noise[self._noise_index])
         self._noise_index += 1

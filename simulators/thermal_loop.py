@@ -159,8 +159,9 @@ class ThermalLoop:
 
     # ----------------------------------------------------------------- evolution
 
-    def run(self, ticks: int, noise_k: Callable[[], float]) -> None:
-        """Advance `ticks` controller periods; `noise_k()` gives each control reading's noise."""
+    def run(self, ticks: int, noise_k: Callable[[int], float]) -> None:
+        """Advance `ticks` controller periods; `noise_k(tick)` gives the noise of the control
+        reading taken at that tick (a function of the tick, so batching cannot shift it)."""
         while ticks > 0:
             mode = None if self.stuck_output_percent is not None else self._settled_mode()
             if mode is not None:
@@ -169,7 +170,7 @@ class ThermalLoop:
                     ticks -= done
                     continue
             for _ in range(min(ticks, _TICKS_BETWEEN_CHECKS)):
-                self.tick(noise_k())
+                self.tick(noise_k(self.tick_count))
                 ticks -= 1
 
     def tick(self, noise_k: float = 0.0) -> None:
