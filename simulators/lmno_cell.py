@@ -34,7 +34,12 @@ solid-solution regions at its ends (around x ≈ 0.5 between the two plateaus). 
 tabulated once on a 0.1 mV grid and interpolated; outside 0 ≤ x ≤ 1 (over-charge or
 over-discharge) the potential continues along steep linear walls.
 
-Integration is lazy: every query first advances the cell to `clock.now()`. Under constant
+Integration is lazy: every query first advances the cell to `clock.now()`, and the cell's
+history does not depend on when it is looked at. Its state is committed only at commands and
+at `COMMIT_INTERVAL_S` boundaries from when it was built; a query between two commit points
+runs a copy on from the last one (sub-steps, limit searches and the hold's growing step
+would otherwise split differently with every poll, and a dry run's answer would change in
+its last digits with the number of polls the machine's speed let through). Under constant
 current the state update is exact over any step (x linear, η_d exponential), so sub-steps
 exist only to find when the voltage limit is crossed; a potential hold is integrated
 implicitly (backward Euler in x), which stays stable for any step. A 15 h charge costs a
@@ -74,6 +79,11 @@ _MAX_CONSTANT_CURRENT_STEP = 0.5
 """Largest sub-step under constant current, as a fraction of the diffusion time constant."""
 _FIRST_HOLD_STEP_S = 0.1
 _NOISE_BLOCK = 4096
+COMMIT_INTERVAL_S = 60.0
+"""Instrument time between the cell's commit points."""
+_EVOLVING = ("_time_s", "_lithium", "_polarisation_v", "_charge_mah", "_current_a", "_mode",
+             "_limit_reached_time_s", "_hold_step_s", "_jump_due_s")
+"""The attributes that integration changes (and `_fired`, copied with them)."""
 
 
 class CellMode(StrEnum):
@@ -173,6 +183,9 @@ class LmnoCell:
         jump_at_s = values["fault_potential_jump_at_s"]
         self._jump_due_s: float | None = self._built_s + jump_at_s if jump_at_s > 0 else None
         self._fired: list[dict[str, Any]] = []
+        self._committed: dict[str, Any] | None = None
+        """The state at the last commit point while the present one is a view (else None)."""
+        self._view_s = self._time_s
 
     # ------------------------------------------------------------------ commands
 
@@ -188,7 +201,7 @@ class LmnoCell:
     def rest(self) -> None:
         """Open circuit: no current; the potential relaxes towards U(x)."""
         with self._lock:
-            self._advance()
+            self._commit()
             self._mode = CellMode.REST
             self._current_a = 0.0
 
@@ -202,7 +215,7 @@ class LmnoCell:
             raise ValueError(f"current {current_a!r} A and limit {voltage_limit_v!r} V must be "
                              "finite")
         with self._lock:
-            self._advance()
+            self._commit()
             self._mode = CellMode.GALVANOSTATIC
             self._current_a = self._current_setpoint_a = float(current_a)
             self._voltage_limit_v = float(voltage_limit_v)
@@ -215,7 +228,7 @@ class LmnoCell:
         if not math.isfinite(potential_v):
             raise ValueError(f"potential {potential_v!r} V must be finite")
         with self._lock:
-            self._advance()
+            self._commit()
             self._mode = CellMode.POTENTIOSTATIC
             self._potential_setpoint_v = float(potential_v)
             self._technique_start_time_s = self._time_s
@@ -368,7 +381,32 @@ class LmnoCell:
             self._advance()
 
     def _advance(self) -> None:
+        """Commit to the last commit point before now, then run a view on to now."""
         target_s = self.clock.now()
+        if self._committed is not None:
+            if target_s == self._view_s:
+                return
+            self.__dict__.update(self._committed)
+            self._committed = None
+        step = math.floor((target_s - self._built_s) / COMMIT_INTERVAL_S)
+        while True:  # through every commit point on the way
+            point_s = self._built_s + (math.floor(
+                (self._time_s - self._built_s) / COMMIT_INTERVAL_S) + 1) * COMMIT_INTERVAL_S
+            if point_s > self._built_s + step * COMMIT_INTERVAL_S:
+                break
+            self._integrate_to(point_s)
+        if self._time_s < target_s:
+            self._committed = {name: self.__dict__[name] for name in _EVOLVING}
+            self._committed["_fired"] = list(self._fired)
+            self._integrate_to(target_s)
+            self._view_s = target_s
+
+    def _commit(self) -> None:
+        """Make the present a commit point (a command is about to change the state)."""
+        self._advance()
+        self._committed = None
+
+    def _integrate_to(self, target_s: float) -> None:
         while self._time_s < target_s:
             remaining_s = target_s - self._time_s
             if self._mode is CellMode.REST:

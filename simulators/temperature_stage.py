@@ -12,8 +12,9 @@ is committed only at commands, fault events and every `COMMIT_TICKS` controller
 ticks, and a query between two commit points computes its answer on a copy from
 the last one. The controller's sensor noise is indexed by tick. So the same
 commands at the same instrument times give the same temperatures to the last bit,
-however often (or from however many threads) the stage is read. The stage starts as if the controller had long been holding
-`initial_temperature_k` on the high range with the power-on PID.
+however often (or from however many threads) the stage is read. The stage starts as
+if the controller had long been holding `initial_temperature_k` on the high range with
+the power-on PID.
 
 Defaults are sized so that the 336's power-on PID (P 50, I 20, D 0) works on
 the high range: holding 200-400 K takes 12-32 W of the 50 W heater (the open
@@ -390,7 +391,9 @@ class TemperatureStage:
         if block is None:
             if len(self._control_noise) > 4:
                 self._control_noise.clear()
-            rng = np.random.default_rng(self._control_seed.spawn_key + (block_index,))
+            rng = np.random.default_rng(np.random.SeedSequence(
+                self._control_seed.entropy,
+                spawn_key=(*self._control_seed.spawn_key, block_index)))
             block = self._control_noise[block_index] = rng.standard_normal(_NOISE_BLOCK)
         return float(block[offset]) * self.parameters["sensor_noise_k"]
 

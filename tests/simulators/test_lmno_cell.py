@@ -221,3 +221,30 @@ def test_ground_truth_is_json_serialisable(cell, manual_clock) -> None:
     manual_clock.advance(60.0)
     truth = json.loads(json.dumps(cell.ground_truth()))
     assert truth["mode"] == "galvanostatic" and truth["current_setpoint_a"] == 1e-4
+
+
+def test_the_history_does_not_depend_on_how_often_the_cell_is_read(manual_clock) -> None:
+    """Polling the cell must not change it: sub-steps, limit searches and the hold's step
+    would otherwise split at every poll, and a dry run's charge and potentials would change
+    in their last digits with the number of polls the machine's speed let through."""
+    def history(poll_s: float | None) -> list[tuple[float, ...]]:
+        clock = type(manual_clock)()
+        origin_s = clock.now()
+        cell = LmnoCell(clock, seed=5)
+        seen = []
+        for at_s, command in ((0.0, lambda: cell.galvanostatic(cell.c_rate_current_a(1.0), 4.9)),
+                              (1900.0, lambda: cell.potentiostatic(4.72)),
+                              (2500.0, cell.rest),
+                              (3000.0, None)):
+            while poll_s is not None and clock.now() - origin_s + poll_s < at_s:
+                clock.advance(poll_s)
+                cell.measure()
+            clock.time_s = origin_s + at_s
+            truth = cell.ground_truth()
+            seen.append((truth["lithium_content"], truth["potential_v"], truth["charge_mah"],
+                         truth["current_a"], truth["limit_reached_time_s"] or 0.0))
+            if command is not None:
+                command()
+        return seen
+
+    assert history(0.9) == history(None) == history(17.0)
