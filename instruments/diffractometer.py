@@ -64,9 +64,15 @@ class _StallCheckedLogic(MotorFlyableMovableLogic):
 
     deadband: SignalR[float] | None = None
     _tolerance: float | None = None
+    stop_requested: bool = False
+    """Set by `CheckedMotor.stop`: an axis halted on request is stopped, not stalled (the
+    move's put completion can arrive before or after the STOP put's reply)."""
 
     async def move(self, new_position: float, timeout) -> None:  # type: ignore[override]
+        self.stop_requested = False
         await super().move(new_position, timeout)
+        if self.stop_requested:
+            return  # the Motor reports the stop itself
         if self._tolerance is None and self.deadband is not None:
             self._tolerance = await self.deadband.get_value()  # RDBD does not change
         # a fresh get: a monitor's update of the last RBV can arrive after the put callback
@@ -96,6 +102,10 @@ class CheckedMotor(Motor):
             motor_egu=self.motor_egu,
             deadband=self.deadband,
         )
+
+    async def stop(self, success: bool = False) -> None:
+        self._logic.stop_requested = True
+        await super().stop(success=success)
 
 
 def pv_prefix_of(address: str) -> str:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
 from bluesky import RunEngine
+from virtual_engines import close_run_engine
 
 from vegard.clock import InstrumentClock
 from vegard.simulators.lab import SimulatedLab
@@ -36,7 +36,4 @@ def RE() -> Iterator[RunEngine]:
     """A RunEngine whose event loop is stopped and closed after the test."""
     engine = RunEngine({}, call_returns_result=True)
     yield engine
-    engine.loop.call_soon_threadsafe(engine.loop.stop)
-    while engine.loop.is_running():
-        time.sleep(0.001)
-    engine.loop.close()
+    close_run_engine(engine)

@@ -1,24 +1,27 @@
-"""The ophyd-async diffractometer against the simulated motor-record IOC, over Channel Access."""
+"""The ophyd-async diffractometer against the simulated motor-record IOC, over Channel Access.
+
+The IOC and the test's RunEngine share a virtual clock: durations are instrument time and
+do not depend on the machine's load.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 
 import bluesky.plan_stubs as bps
 import pytest
-from aioca import _catools, purge_channel_caches
+from aioca import _catools
 from bluesky.run_engine import call_in_bluesky_event_loop
 from bluesky.utils import FailedStatus
 from ophyd_async.core import wait_for_value
 from ophyd_async.epics.motor import MotorLimitsError
+from virtual_engines import close_virtual_run_engine, make_virtual_run_engine
 
-from vegard.clock import InstrumentClock
 from vegard.instruments.diffractometer import MOTOR_PV_SUFFIXES, Diffractometer
 from vegard.simulators.diffractometer_ioc import DIFFRACTOMETER_MOTORS, DiffractometerIoc
+from vegard.virtual_clock import VirtualClock
 
-SPEEDUP = 50.0
 PREFIX = "SIM:DIFF:"
 
 
@@ -34,7 +37,7 @@ def restart_channel_access() -> None:
 
 @pytest.fixture(scope="module")
 def ioc() -> Iterator[DiffractometerIoc]:
-    with DiffractometerIoc(InstrumentClock(SPEEDUP), prefix=PREFIX) as started:
+    with DiffractometerIoc(VirtualClock(), prefix=PREFIX) as started:
         with pytest.MonkeyPatch.context() as environment:
             for key, value in started.ca_address_env().items():
                 environment.setenv(key, value)
@@ -43,22 +46,25 @@ def ioc() -> Iterator[DiffractometerIoc]:
             restart_channel_access()
 
 
-@pytest.fixture(autouse=True)
-def close_channels() -> Iterator[None]:
-    """Each test runs in its own event loop; close its channels when it ends."""
-    yield
-    purge_channel_caches()
+@pytest.fixture(scope="module")
+def RE(ioc):
+    """One RunEngine on the IOC's virtual clock for the module, as in a session (channels
+    closed and reopened between tests left libca's monitors silent now and then)."""
+    engine = make_virtual_run_engine(ioc.clock, [ioc.sync_pv])
+    yield engine
+    close_virtual_run_engine(engine, ioc.clock)
 
 
-def run(body):
-    """Connect a fresh device in a new event loop and run `body(device)` there."""
+def connected(ioc) -> Diffractometer:
+    device = Diffractometer(PREFIX, name="diff")
+    with ioc.clock.hold("connecting the diffractometer"):
+        call_in_bluesky_event_loop(device.connect(timeout=5))
+    return device
 
-    async def main():
-        device = Diffractometer(PREFIX, name="diff")
-        await device.connect(timeout=5)
-        return await body(device)
 
-    return asyncio.run(main())
+def run(ioc, body):
+    """Connect a fresh device and run `body(device)` in the RunEngine's loop."""
+    return call_in_bluesky_event_loop(body(connected(ioc)))
 
 
 def test_device_pv_names_match_the_simulated_ioc(ioc) -> None:
@@ -67,14 +73,11 @@ def test_device_pv_names_match_the_simulated_ioc(ioc) -> None:
         assert ioc.pv_prefix(name) == PREFIX + suffix
 
 
-def test_connects_to_every_field_and_reads_the_axes_with_units(ioc) -> None:
+def test_connects_to_every_field_and_reads_the_axes_with_units(ioc, RE) -> None:
     async def body(device):
-        connected_s = time.monotonic() - started_s
-        return connected_s, await device.read(), await device.describe()
+        return await device.read(), await device.describe()
 
-    started_s = time.monotonic()
-    connected_s, reading, description = run(body)
-    assert connected_s < 2.0  # 7 motors × 25 fields; typically ≈ 0.2 s
+    reading, description = run(ioc, body)
     assert set(reading) >= {f"diff-{name}" for name in MOTOR_PV_SUFFIXES}
     assert reading["diff-energy_ev"]["value"] == 10000.0
     assert description["diff-eta_deg"]["source"] == f"ca://{PREFIX}ETA.RBV"
@@ -83,7 +86,7 @@ def test_connects_to_every_field_and_reads_the_axes_with_units(ioc) -> None:
     assert units["eta_deg"] == units["delta_deg"] == "deg"
 
 
-def test_set_returns_at_the_target_after_the_move_took_instrument_time(ioc) -> None:
+def test_set_returns_at_the_target_after_the_move_took_instrument_time(ioc, RE) -> None:
     clock = ioc.clock
 
     async def body(device):
@@ -94,26 +97,29 @@ def test_set_returns_at_the_target_after_the_move_took_instrument_time(ioc) -> N
         elapsed_s = clock.now() - started_s
         reading = (await eta.read())["diff-eta_deg"]
         done = await eta.motor_done_move.get_value()
-        step_wall_s = []
+        step_s = []
         for step in range(1, 11):  # 80 nm piezo steps, as in an SXDM map
-            before_s = time.monotonic()
+            before_s = clock.now()
             await device.sample_x_um.set(0.08 * step)
-            step_wall_s.append(time.monotonic() - before_s)
-        return start_deg + 3.0, elapsed_s, reading, done, started_s, step_wall_s
+            step_s.append(clock.now() - before_s)
+        return start_deg + 3.0, elapsed_s, reading, done, started_s, step_s
 
-    target_deg, elapsed_s, reading, done, started_s, step_wall_s = run(body)
+    target_deg, elapsed_s, reading, done, started_s, step_s = run(ioc, body)
     assert done == 1
     assert reading["value"] == target_deg == ioc.ground_truth()["eta_deg"].position
-    assert 3.2 <= elapsed_s < 3.2 + 0.2 * SPEEDUP
+    put_latency_s = ioc.put_latency_s
+    # the trajectory, the modelled put latency and at most one 10 Hz readback tick
+    assert 3.2 + put_latency_s <= elapsed_s <= 3.2 + put_latency_s + 0.1 + 1e-6
     # CA hands over the IOC's timestamp: instrument time at the end of the move
     assert started_s + 3.2 <= reading["timestamp"] <= started_s + elapsed_s
     assert ioc.ground_truth()["sample_x_um"].position == pytest.approx(0.8)
-    assert sorted(step_wall_s)[5] < 0.05  # a put-with-completion round trip is ≈ 10 ms
+    # a piezo step costs its modelled latency and trajectory, not the host's round trips
+    assert step_s == pytest.approx([step_s[0]] * 10, abs=0.1 + 1e-6)
+    assert all(put_latency_s <= s <= 0.5 for s in step_s)
 
 
 def test_mv_moves_several_axes_together_in_the_run_engine(ioc, RE) -> None:
-    device = Diffractometer(PREFIX, name="diff")
-    call_in_bluesky_event_loop(device.connect(timeout=5))
+    device = connected(ioc)
     truth = ioc.ground_truth()
     targets = {
         "eta_deg": truth["eta_deg"].position + 10.0,  # 10.2 s
@@ -126,7 +132,7 @@ def test_mv_moves_several_axes_together_in_the_run_engine(ioc, RE) -> None:
     truth = ioc.ground_truth()
     assert {name: truth[name].position for name in targets} == targets
     assert not any(axis.moving for axis in truth.values())
-    assert 10.5 <= elapsed_s < 0.6 * (10.2 + 10.5 + 10.5)  # in parallel, not one after another
+    assert 10.5 <= elapsed_s < 10.5 + 0.2  # in parallel, not one after another (31.2 s)
 
 
 def test_a_limit_violation_names_the_axis_and_its_limits(ioc, RE) -> None:
@@ -135,9 +141,8 @@ def test_a_limit_violation_names_the_axis_and_its_limits(ioc, RE) -> None:
             await device.eta_deg.set(95.0)
 
     before = ioc.ground_truth()
-    run(body)
-    device = Diffractometer(PREFIX, name="diff")
-    call_in_bluesky_event_loop(device.connect(timeout=5))
+    run(ioc, body)
+    device = connected(ioc)
     with pytest.raises(FailedStatus) as failure:
         RE(bps.mv(device.energy_ev, 20000.0))
     assert isinstance(failure.value.__cause__, MotorLimitsError)
@@ -146,20 +151,21 @@ def test_a_limit_violation_names_the_axis_and_its_limits(ioc, RE) -> None:
     assert ioc.ground_truth() == before
 
 
-def test_safe_park_stops_a_move_in_progress(ioc) -> None:
+def test_safe_park_stops_a_move_in_progress(ioc, RE) -> None:
     async def body(device):
         energy = device.energy_ev
         start_ev = await energy.user_readback.get_value()
         target_ev = 15000.0 if start_ev < 12500.0 else 5000.0  # ≈ 1 s of wall time or more
         move = energy.set(target_ev)
         await wait_for_value(energy.motor_done_move, 0, timeout=2)
+        await asyncio.sleep(1.0)  # one instrument second into the move
         await device.safe_park()
         with pytest.raises(RuntimeError, match="diff-energy_ev was stopped"):
             await move
         done = [await m.motor_done_move.get_value() for m in device.motors.values()]
         return start_ev, target_ev, done
 
-    start_ev, target_ev, done = run(body)
+    start_ev, target_ev, done = run(ioc, body)
     assert done == [1] * len(MOTOR_PV_SUFFIXES)
     truth = ioc.ground_truth()["energy_ev"]
     assert not truth.moving
