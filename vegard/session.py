@@ -36,6 +36,7 @@ from vegard.protocol_runners import merged_analysis, run_metadata, runner_for
 from vegard.simulators.control import parse_clock_reply
 from vegard.simulators.lab import SimulatedLab, parameter_specs
 from vegard.simulators.parameters import resolve_parameters
+from vegard.store.event_validation import use_flattened_event_schema
 from vegard.store.layout import run_directory
 from vegard.store.writer import RunWriter
 from vegard.virtual_clock import VirtualClock
@@ -48,6 +49,7 @@ def make_run_engine(clock: InstrumentClock) -> RunEngine:
     """A RunEngine on the clock's own event loop (on a virtual clock its timers, and so
     every timeout and poll of the devices on it, run in instrument time), whose plan
     sleeps (`bps.sleep`) last instrument time, not wall time."""
+    use_flattened_event_schema()
     run_engine = RunEngine({}, call_returns_result=True, loop=clock.new_event_loop())
 
     async def instrument_sleep(msg):
