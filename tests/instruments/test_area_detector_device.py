@@ -3,12 +3,10 @@ before anything is sent, and a fly line whose triggers never came fails naming w
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import pytest
 
-from vegard.clock import InstrumentClock
 from vegard.diffraction_geometry import DetectorRoi
 from vegard.instruments.area_detector import (
     AreaDetector,
@@ -19,19 +17,21 @@ from vegard.instruments.area_detector import (
 from vegard.instruments.area_detector_driver import AreaDetectorDriver, PositionTrigger
 from vegard.instruments.visa_connection import VisaConnection
 from vegard.simulators.lab import SimulatedLab
+from vegard.virtual_clock import VirtualClock
 
 ROI = DetectorRoi(224, 176, 64, 160)
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[SimulatedLab]:
-    with SimulatedLab(InstrumentClock(1000.0), seed=3, instruments=["area_detector"]) as started:
+    with SimulatedLab(VirtualClock(), seed=3, instruments=["area_detector"]) as started:
         yield started
 
 
 def run(lab: SimulatedLab, body, tmp_path):
     async def main():
-        connection = VisaConnection(lab.addresses["area_detector"], name="area_detector")
+        connection = VisaConnection(lab.addresses["area_detector"], name="area_detector",
+                                    clock=lab.clock)
         detector = AreaDetector(AreaDetectorDriver(connection),
                                 lambda: tmp_path, clock=lab.clock, maximum_exposure_s=0.01,
                                 name="area_detector")
@@ -41,7 +41,11 @@ def run(lab: SimulatedLab, body, tmp_path):
         finally:
             connection.close()
 
-    return asyncio.run(main())
+    loop = lab.clock.new_event_loop()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()
 
 
 def test_exposure_beyond_the_dose_budget_is_refused_before_sending(lab, tmp_path) -> None:

@@ -1,4 +1,5 @@
-"""Potentiostat driver and device over pyserial's socket:// against the emulated LMNO cell."""
+"""Potentiostat driver and device over pyserial's socket:// against the emulated LMNO cell,
+on a virtual clock: a 15 h charge takes its 15 instrument hours, whatever the load."""
 
 from __future__ import annotations
 
@@ -6,13 +7,12 @@ import asyncio
 import itertools
 import socket
 import statistics
-import time
 
 import bluesky.plan_stubs as bps
 import pytest
 from bluesky.run_engine import call_in_bluesky_event_loop
+from virtual_engines import close_virtual_run_engine, make_virtual_run_engine
 
-from vegard.clock import InstrumentClock
 from vegard.instruments.potentiostat import Potentiostat, c_rate_current_a
 from vegard.instruments.potentiostat_driver import (
     CellMode,
@@ -28,15 +28,22 @@ from vegard.plans.band_excitation import await_call
 from vegard.simulators.lmno_cell import LmnoCell
 from vegard.simulators.potentiostat import PotentiostatEmulator
 from vegard.simulators.scpi_server import Instrument, ScpiServer
+from vegard.virtual_clock import VirtualClock
 
 HOUR_S = 3600.0
-SPEEDUP = 1e5  # a 15 h charge takes about 0.5 s
 C15_A = c_rate_current_a(1 / 15, active_mass_mg=5.0)
 
 
 @pytest.fixture
-def clock() -> InstrumentClock:
-    return InstrumentClock(speedup=SPEEDUP)
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def RE(clock):
+    engine = make_virtual_run_engine(clock)
+    yield engine
+    close_virtual_run_engine(engine, clock)
 
 
 @pytest.fixture
@@ -55,8 +62,8 @@ def url(emulator):
         yield f"socket://127.0.0.1:{server.port}"
 
 
-def make_device(url: str, clock: InstrumentClock, **options) -> Potentiostat:
-    connection = SerialConnection(url, name="potentiostat")
+def make_device(url: str, clock: VirtualClock, **options) -> Potentiostat:
+    connection = SerialConnection(url, name="potentiostat", clock=clock)
     return Potentiostat(PotentiostatDriver(connection), clock=clock, name="pstat", **options)
 
 
@@ -70,7 +77,11 @@ def run(url, clock, body, **options):
         finally:
             device.driver.connection.close()
 
-    return asyncio.run(main())
+    loop = clock.new_event_loop()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()
 
 
 # ---------------------------------------------------------------------- device
@@ -81,17 +92,17 @@ def test_c15_charge_is_monitored_until_the_cut_off_then_rests(url, clock, cell) 
         readings = []
         await device.start_charge(C15_A, 4.9)
         device.subscribe(readings.append)
-        deadline = time.monotonic() + 5.0
+        deadline_s = clock.now() + 16 * HOUR_S
         while not (readings and readings[-1]["pstat-limit_reached"]["value"]):
-            assert time.monotonic() < deadline, "no cut-off within 5 s of wall time"
-            await asyncio.sleep(0.01)
+            assert clock.now() < deadline_s, "no cut-off within 16 instrument hours"
+            await asyncio.sleep(60.0)
         device.clear_sub(readings.append)
         return readings, await device.rest()
 
     readings, at_rest = run(url, clock, body, poll_period_s=300.0)
     truth = cell.ground_truth()
     charging = [r for r in readings if r["pstat-mode"]["value"] is CellMode.GALVANOSTATIC]
-    assert len(charging) > 100  # 15 h at a nominal 5 min poll: 180
+    assert 175 <= len(charging) <= 181  # 15 h at a 5 min poll
     assert all(r["pstat-current_a"]["value"] == pytest.approx(C15_A) for r in charging)
     stamps = [r["pstat-potential_v"]["timestamp"] for r in readings]
     assert all(later > earlier for earlier, later in itertools.pairwise(stamps))
@@ -185,7 +196,7 @@ def test_monitored_stream_in_a_run_engine(url, clock, RE) -> None:
         yield from await_call(lambda: device.start_charge(C15_A, 4.9))
         for _ in range(3):
             yield from bps.trigger_and_read([device])
-            yield from bps.sleep(0.05)
+            yield from bps.sleep(1200.0)  # instrument seconds: two polls each
         yield from bps.unmonitor(device)
         yield from await_call(device.rest)
         yield from bps.close_run()
@@ -199,7 +210,8 @@ def test_monitored_stream_in_a_run_engine(url, clock, RE) -> None:
     events = [doc for name, doc in documents if name == "event"]
     assert {stream for stream, _ in keys.values()} == {"primary", "potentiostat_monitor"}
     assert all(set(e["data"]) == keys[e["descriptor"]][1] for e in events)
-    assert sum(keys[e["descriptor"]][0] == "potentiostat_monitor" for e in events) > 3
+    monitored = sum(keys[e["descriptor"]][0] == "potentiostat_monitor" for e in events)
+    assert monitored == 3600 // 600  # at 0, 10, ... 50 min; the unmonitor comes at 60
     assert documents[-1][1]["exit_status"] == "success"
 
 
