@@ -82,9 +82,7 @@ def test_map_truth_agrees_with_the_crystal_truth(manual_clock) -> None:
     station = SxdmEndStation(manual_clock, seed=4, potentiostat=Cell(x_li), diffractometer=axes)
     xs = np.round(np.arange(-2.4, 2.41, 0.4), 4)
     ys = np.round(np.arange(-2.0, 2.01, 0.4), 4)
-    started = time.perf_counter()
     window = raster(station, axes, xs, ys, t0)
-    assert time.perf_counter() - started < 2.0
     truth = station.map_truth(*window)
     assert truth["phase"] == "li05"
     assert truth["x_um"] == pytest.approx(xs) and truth["y_um"] == pytest.approx(ys)
