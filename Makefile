@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/vegard dry-run configs/protocols/esm_temperature_series.yaml --data-dir $(CURDIR)/vegard-data
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 	$(BIN)/ruff check .
 
 lint: $(STAMP)

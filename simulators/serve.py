@@ -64,19 +64,20 @@ def serve_forever(
     previous_handler = None
     in_main_thread = threading.current_thread() is threading.main_thread()
     try:
+        # before anything is printed: a client may stop us as soon as it reads the addresses
+        if in_main_thread:
+            previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         lab.start()
         control.start()
+        if not is_loopback(lab.host):
+            for name, address in [*lab.addresses.items(), (CONTROL_NAME, control.visa_address)]:
+                LOG.warning("serving %s on non-loopback host %s: %s", name, lab.host, address)
         for name, address in lab.addresses.items():
             print(f"{name} {address}", file=out)
         for key, value in lab.client_environment().items():
             print(f"{ENVIRONMENT_PREFIX} {key}={shlex.quote(value)}", file=out)
         print(f"{CONTROL_NAME} {control.visa_address}", file=out)
         out.flush()
-        if not is_loopback(lab.host):
-            for name, address in [*lab.addresses.items(), (CONTROL_NAME, control.visa_address)]:
-                LOG.warning("serving %s on non-loopback host %s: %s", name, lab.host, address)
-        if in_main_thread:
-            previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         while not stop.wait(0.2):
             pass
     except KeyboardInterrupt:
