@@ -124,16 +124,18 @@ def take_line(
         yield from bps.save()
         if guard is None:
             return
-        key = guard.stage.temperature_k.name
-        temperature_k = (
-            readings[key]["value"] if key in readings
-            else (yield from bps.rd(guard.stage.temperature_k))
-        )
+        stage_key = guard.stage.temperature_k.name
+        sample_key = guard.stage.sample_temperature_k.name
+        if stage_key in readings and sample_key in readings:
+            temperature_k = readings[stage_key]["value"]
+            sample_k = readings[sample_key]["value"]
+        else:
+            temperature_k, sample_k = yield from guard.read()
         guard.check_limit(temperature_k)
-        if guard.in_band(temperature_k):
+        if guard.in_band(temperature_k, sample_k):
             return
-        logger.warning("%s line %d ended at %.3f K, out of band: taking it again",
-                       afm.name, row, temperature_k)
+        logger.warning("%s line %d ended at %.3f K (sample %.3f K), out of band: taking it "
+                       "again", afm.name, row, temperature_k, sample_k)
 
 
 def map_settings(

@@ -62,11 +62,6 @@ def assert_all_safe(summary: dict) -> None:
     assert summary["safe_state"]["temperature_stage"]["safe"], summary["safe_state"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "on the virtual clock a 32-line map's line takes 1.6 s of instrument time, less than the "
-    "stage's 2 s poll: lines taken between the runaway's start and the guard's next reading "
-    "are kept, so the map's mean temperature is 0.29 K high (the guard must judge each "
-    "line on a reading taken after it; open)"))
 def test_a_short_heater_runaway_pauses_the_map_and_it_resumes_complete(tmp_path):
     protocol = small_series(tmp_path, "[300, 310]", LONG_MAP_LINES)
     code, summary, stderr = dry_run(
