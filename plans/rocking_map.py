@@ -40,7 +40,8 @@ from .band_excitation import await_call
 from .retakes import mv_retrying, with_retakes
 
 FAST_PIEZO_UM_PER_S = 1000.0
-"""Piezo speed restored after a map (moves between maps need no trigger timing)."""
+"""Piezo speed of every move that is not a fly (the return between lines, moves between
+maps): no trigger timing to keep."""
 RETAKABLE = (BadLineError, MotorStalledError)
 
 
@@ -127,10 +128,13 @@ def rocking_map_lines(
     etas = settings.eta_deg(eta_center_deg)
     trigger = PositionTrigger("sample_x_um", first_trigger, step, len(settings.x_um))
     yield from mv_retrying(x_axis, run_up_start)
-    yield from bps.mv(x_axis.velocity, velocity)
 
     def fly_line(row: int, y: float, eta_index: int, eta: float):
+        # back to the run-up start at full speed (at the fly speed the return would cost as
+        # long as the line itself), then fly at one pixel per frame period
+        yield from bps.mv(x_axis.velocity, FAST_PIEZO_UM_PER_S)
         yield from bps.mv(x_axis, run_up_start, y_axis, y, eta_axis, eta)
+        yield from bps.mv(x_axis.velocity, velocity)
         yield from await_call(lambda: detector.arm_line(trigger))
         yield from bps.mv(x_axis, fly_end)
         yield from bps.mv(detector.row, row, detector.eta_index, eta_index)

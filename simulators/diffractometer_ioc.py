@@ -60,6 +60,7 @@ from caproto.server import PVGroup, pvproperty
 from caproto.server import common as caproto_server
 
 from vegard.clock import InstrumentClock
+from vegard.motion import move_duration_s, ramp
 
 from .parameters import Parameter, model_values
 from .scpi_server import LOOPBACK_HOST, is_loopback
@@ -148,18 +149,11 @@ class Move:
 
     def _ramp(self) -> tuple[float, float]:
         """(ramp time, peak velocity) of this move."""
-        if self.acceleration_time_s <= 0.0:
-            return 0.0, self.velocity
-        acceleration = self.velocity / self.acceleration_time_s
-        ramp_s = min(self.acceleration_time_s, math.sqrt(self.distance / acceleration))
-        return ramp_s, acceleration * ramp_s
+        return ramp(self.distance, self.velocity, self.acceleration_time_s)
 
     @property
     def duration_s(self) -> float:
-        if self.distance == 0.0:
-            return 0.0
-        ramp_s, peak_velocity = self._ramp()
-        return 2.0 * ramp_s + (self.distance - peak_velocity * ramp_s) / peak_velocity
+        return move_duration_s(self.distance, self.velocity, self.acceleration_time_s)
 
     @property
     def end_time_s(self) -> float:

@@ -78,8 +78,8 @@ DETECTOR_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("direct_beam_col", 255.5, "px", 0.0, 511.0,
               "detector column hit by the direct beam at nu = delta = 0"),
     Parameter("flux_ph_per_s", 1.0e9, "ph/s", 0.0, 1.0e13, "incident photon flux"),
-    Parameter("readout_dead_time_s", 3.0e-4, "s", 0.0, 1.0,
-              "dead time between frames (readout)"),
+    Parameter("readout_dead_time_s", 2.9e-4, "s", 0.0, 1.0,
+              "dead time between frames (Maxipix readout, 290 µs)"),
 )  # fmt: skip
 
 FAULT_PARAMETERS: tuple[Parameter, ...] = (

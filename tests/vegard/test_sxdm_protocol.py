@@ -72,13 +72,38 @@ def test_raster_pixels_are_centred_in_the_field() -> None:
 
 
 def test_full_size_estimate_matches_the_paper() -> None:
-    """6 × 6 µm² in 80 nm steps, 30 angles, 10 ms: ≈ 30 min per map (paper: ~30 min)."""
+    """6 × 6 µm² in 80 nm steps, 30 angles, 10 ms: 29 min of frames per map (paper: ~30 min)
+    and, on the simulated end station, 0.11 s per eta step on each of the 2250 lines."""
     estimate = estimate_operando_sxdm(load_protocol(FULL), PROFILE.devices.area_detector)
     assert estimate["frames_per_map"] == 75 * 75 * 30
-    assert 28 <= estimate["map_duration_min"] <= 33
-    assert estimate["maps"] == 30 and estimate["charge_duration_h"] == pytest.approx(15.0)
+    assert 34 <= estimate["map_duration_min"] <= 38  # 29 min of frames, 2250 eta steps
+    assert estimate["maps"] == 26 and estimate["charge_duration_h"] == pytest.approx(15.0)
     # 168 750 frames × 128 × 192 px × 2 B
     assert estimate["data_volume_per_map_gb"] == pytest.approx(168_750 * 128 * 192 * 2 / 1e9)
     # fluence per map: 30 × 10⁷ photons over each (0.08 µm)² pixel
     assert estimate["fluence_per_map_ph_per_um2"] == pytest.approx(30 * 1e7 / 0.08**2)
-    assert estimate["dose_mgy"] == pytest.approx(30 * estimate["dose_per_map_mgy"])
+    assert estimate["dose_mgy"] == pytest.approx(26 * estimate["dose_per_map_mgy"])
+
+
+def test_the_estimate_costs_the_end_station_as_the_simulators_model_it() -> None:
+    """A dry run takes what the estimate predicts only while both cost moves and links alike."""
+    from vegard.plans.rocking_map import FAST_PIEZO_UM_PER_S
+    from vegard.simulators.diffractometer_ioc import DIFFRACTOMETER_MOTORS, SimulatedDiffractometer
+    from vegard.simulators.maxipix import MaxipixEmulator
+    from vegard.sxdm_estimate import READOUT_DEAD_TIME_S, EndStationTiming
+
+    timing = EndStationTiming()
+    motors = {spec.name: spec for spec in DIFFRACTOMETER_MOTORS}
+    assert (timing.eta_velocity_deg_per_s, timing.eta_acceleration_time_s) == (
+        motors["eta_deg"].velocity, motors["eta_deg"].acceleration_time_s)
+    assert timing.piezo_acceleration_time_s == motors["sample_x_um"].acceleration_time_s
+    assert timing.piezo_velocity_um_per_s == FAST_PIEZO_UM_PER_S
+    put = {p.name: p.default for p in SimulatedDiffractometer.PARAMETERS}["ca_put_latency_s"]
+    assert timing.put_latency_s == put
+    link = MaxipixEmulator.LINK
+    assert (timing.detector_turnaround_s, timing.detector_bytes_per_s) == (
+        link.turnaround_s, link.bytes_per_s)
+    from vegard.simulators.sxdm_endstation import SxdmEndStation
+
+    dead = {p.name: p.default for p in SxdmEndStation.PARAMETERS}["readout_dead_time_s"]
+    assert READOUT_DEAD_TIME_S == dead
