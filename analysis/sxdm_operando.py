@@ -236,8 +236,8 @@ class SxdmOperandoAnalysis(DocumentRouter):
 
     `.result` (at stop; plain JSON, NaN → None): maps (one entry per map with lines, in
     map order: map_index, time_span_s [first, last frame start, instrument clock],
-      raster_duration_s (lines × the mean interval between their first frames: the map's
-      raster in instrument time, what `sxdm_estimate` predicts as `raster_duration_s`),
+      frame_span_s (from the map's first frame start to its last: what `sxdm_estimate`
+      predicts as `frame_span_s`),
     potential_v and charge_mah at the mid time, d400_mean_angstrom, microstrain,
     tilt_altitude_max_deg, masked_in_pixels, lines, complete, delta_deg, eta_center_deg,
     figures {"maps": png}, maps_file (npz)); charge (potential_start_v, potential_end_v,
@@ -510,13 +510,10 @@ class SxdmOperandoAnalysis(DocumentRouter):
         if not in_view:  # only background photons: the numbers would describe the ROI
             summary = {**summary, "d_mean_angstrom": None, "microstrain": None,
                        "tilt_altitude_max_deg": None}
-        lines = int(accumulator.lines.sum())
-        duration_s = ((span[1] - span[0]) * lines / (lines - 1)
-                      if lines > 1 and np.isfinite(span).all() else math.nan)
         return {
             "map_index": accumulator.index,
             "time_span_s": [json_float(span[0]), json_float(span[1])],
-            "raster_duration_s": json_float(duration_s),
+            "frame_span_s": json_float(span[1] - span[0]),
             "potential_v": json_float(_interpolate(monitor["time_s"], monitor["potential_v"],
                                                    mid_s)),
             "charge_mah": json_float(_interpolate(monitor["time_s"], monitor["charge_mah"],

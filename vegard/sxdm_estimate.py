@@ -101,9 +101,14 @@ def estimate_operando_sxdm(
     timing = timing or EndStationTiming()
     nx, ny = protocol.map.pixels
     points = protocol.rocking.points
-    line_s = fly_line_s(protocol, timing, dead_time_s, new_row=False)
-    raster_s = ny * (fly_line_s(protocol, timing, dead_time_s, new_row=True)
-                     + (points - 1) * line_s)
+    line_s = fly_line_s(protocol, timing, dead_time_s, new_row=True), fly_line_s(
+        protocol, timing, dead_time_s, new_row=False)
+    row_start_s, line_s = line_s
+    raster_s = ny * (row_start_s + (points - 1) * line_s)
+    # from the map's first frame to its last: each later line adds its duration, and the
+    # last line's frames follow its first one period apart
+    frame_span_s = ((ny - 1) * row_start_s + ny * (points - 1) * line_s
+                    + (nx - 1) * (protocol.detector.exposure_s + dead_time_s))
     search_s = peak_search_s(protocol, timing)
     map_s = raster_s + search_s
     charge_s = 3600.0 / protocol.cell.c_rate
@@ -124,6 +129,7 @@ def estimate_operando_sxdm(
         "maps": maps,
         "map_duration_min": map_s / 60.0,
         "raster_duration_s": raster_s,
+        "frame_span_s": frame_span_s,
         "search_duration_s": search_s,
         "line_duration_s": line_s,
         "charge_duration_h": charge_s / 3600.0,

@@ -95,13 +95,15 @@ def test_maps_recover_the_simulated_crystal(operando) -> None:
 
 def test_each_map_takes_what_the_estimate_predicts(operando) -> None:
     """The estimate is worked out from the plan's moves and exchanges; the dry run moves the
-    simulated axes and links with the same costs, so they agree (0.3-0.8 % seen: the first
-    line of a map starts from where the peak search left eta)."""
+    simulated axes and links with the same costs, so each map's frames span what the
+    estimate predicts (the issue's bound is 2 %; they agree to 1e-4)."""
     _, summary, _ = operando
     estimate = summary["analysis"]["estimate"]
     for entry in complete_maps(summary):
-        assert entry["raster_duration_s"] == pytest.approx(
-            estimate["raster_duration_s"], rel=0.02), entry["map_index"]
+        print(f"map {entry['map_index']}: frames span {entry['frame_span_s']:.3f} s, "
+              f"estimate {estimate['frame_span_s']:.3f} s")
+        assert entry["frame_span_s"] == pytest.approx(
+            estimate["frame_span_s"], rel=1e-3), entry["map_index"]
 
 
 def test_replay_reproduces_the_analysis(operando, capsys) -> None:
