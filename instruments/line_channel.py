@@ -120,10 +120,13 @@ class LineChannel:
         self.reconnects_made += 1
         self.open_blocking()
 
-    def exchange_failed(self, command: str, error: Exception) -> None:
-        """Close after any failed exchange, so the next one starts on a fresh connection."""
+    async def exchange_failed(self, command: str, error: Exception) -> None:
+        """Close after any failed exchange, so the next one starts on a fresh connection.
+
+        In a worker: the connection's lock may be held by another exchange in flight, and
+        the event loop must not block behind it."""
         LOG.warning("%s: %r failed (%s); closing the connection", self.name, command, error)
-        self.close()
+        await self.clock.run_in_thread(self.close)
 
     @overload
     async def query(self, command: str, parse: None = None, *, idempotent: bool = True) -> str:
@@ -157,7 +160,7 @@ class LineChannel:
 
     async def _repeated(
         self, what: str, call: Callable[[], Awaitable[T]], attempts: int,
-        on_failure: Callable[[Exception], None] | None = None,
+        on_failure: Callable[[Exception], Awaitable[None]] | None = None,
     ) -> T:
         """`call()` up to `attempts` times while it raises `InstrumentCommunicationError`,
         backing off (doubling, at most `LONGEST_BACKOFF_S`) before each further try."""
@@ -166,7 +169,7 @@ class LineChannel:
                 return await call()
             except InstrumentCommunicationError as error:
                 if on_failure is not None:
-                    on_failure(error)
+                    await on_failure(error)
                 if attempt + 1 >= attempts:
                     raise
                 LOG.warning("%s: %s failed (%s); trying again", self.name, what, error)
@@ -178,7 +181,7 @@ class LineChannel:
         try:
             await self.clock.run_in_thread(self._write_reconnecting, command)
         except InstrumentCommunicationError as error:
-            self.exchange_failed(command, error)
+            await self.exchange_failed(command, error)
             raise
 
     def _query_reconnecting(self, command: str) -> str:

@@ -68,6 +68,8 @@ peer): far beyond any loaded machine's scheduling delay, and only ever reached w
 simulator has died, which fails the run anyway."""
 WORKER_THREADS = 64
 """Worker threads of a virtual loop: far more than the exchanges a dry run has in flight."""
+STUCK_REPORT_S = 30.0
+"""Wall seconds without a jump or any activity after which the clock logs its state."""
 REPLY_WALL_SAFETY_S = 60.0
 """Wall-clock timeout of a blocking read once the clock knows the reply is on its way."""
 
@@ -123,6 +125,8 @@ class VirtualClock(InstrumentClock):
         self._barriers = []
         self._barrier_running = False
         self._clean_activity: int | None = None
+        threading.Thread(target=self._report_if_stuck, name="clock-stuck-report",
+                         daemon=True).start()
         self.jumps = 0
         """Deadlines jumped to (for benchmarks)."""
         self.barriers_run = 0
@@ -312,6 +316,21 @@ class VirtualClock(InstrumentClock):
             if participant.deadline_s is not None and participant.deadline_s <= self._elapsed_s:
                 self._make_busy(participant, "deadline")
 
+    def _report_if_stuck(self) -> None:
+        """Say what the clock waits for when nothing has moved for `STUCK_REPORT_S` of wall
+        time while something waits on a deadline (a diagnosis, never a decision)."""
+        last = None
+        while True:
+            time.sleep(STUCK_REPORT_S)
+            with self._lock:
+                state = (self.jumps, self._activity)
+                waiting = any(p.deadline_s is not None for p in self._participants)
+                if state == last and waiting:
+                    LOG.warning("instrument clock stuck at %.3f s for %.0f wall s: %s; %s",
+                                self._elapsed_s, STUCK_REPORT_S, self._participants,
+                                list(self._wires.values()))
+                last = state
+
     def add_barrier(
         self, loop: asyncio.AbstractEventLoop, barrier: Callable[[], Awaitable[object]]
     ) -> None:
@@ -381,8 +400,14 @@ class VirtualClock(InstrumentClock):
 
     async def run_in_thread(self, function: Callable[..., T], *args: Any) -> T:
         participant = self.participant(f"worker:{getattr(function, '__name__', function)}")
+        started = False
 
         def run() -> T:
+            nonlocal started
+            with self._lock:
+                if participant.detached:  # abandoned before a thread took it
+                    raise asyncio.CancelledError
+                started = True
             try:
                 with self.acting_as(participant):
                     return function(*args)
@@ -396,7 +421,11 @@ class VirtualClock(InstrumentClock):
             return await asyncio.to_thread(run)
         finally:
             with self._lock:
-                if participant.thread_done:
+                if participant.thread_done or not started:
+                    # done, or cancelled before a worker took it (then it never runs:
+                    # the executor drops a cancelled item, and `run` refuses a detached
+                    # one); left busy it would stop the clock for good
+                    participant.detached = True
                     self.close(participant)
                 else:  # cancelled while the thread runs: it closes itself when done
                     participant.detached = True
