@@ -9,7 +9,7 @@ from pathlib import Path
 import vegard.simulators
 
 ALLOWED_THIRD_PARTY = {"numpy", "scipy", "caproto"}
-ALLOWED_PROJECT = {"vegard.clock", "vegard.diffraction_geometry"}
+ALLOWED_PROJECT = {"vegard.clock", "vegard.diffraction_geometry", "vegard.motion"}
 
 
 def imported_modules(path: Path) -> set[str]:
