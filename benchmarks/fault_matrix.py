@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -181,6 +182,9 @@ def events_lost(data_dir: Path) -> int:
     return lost
 
 
+_PORT = re.compile(r"(127\.0\.0\.1::?)\d+")
+
+
 def classify(summary: dict | None, stderr: str) -> tuple[str, bool, int, str, dict]:
     if summary is None:
         last_lines = stderr.strip().splitlines()[-1:]
@@ -188,7 +192,7 @@ def classify(summary: dict | None, stderr: str) -> tuple[str, bool, int, str, di
     safe_state = summary.get("safe_state", {})
     unsafe = {name: state for name, state in safe_state.items() if not state.get("safe")}
     fired = sum(len(v) for v in summary.get("faults_injected", {}).values())
-    reason = summary.get("reason", "")
+    reason = _PORT.sub(r"\1<port>", summary.get("reason", ""))  # ephemeral: differs per run
     if unsafe:
         return "UNSAFE", False, fired, reason, unsafe
     if summary["exit_status"] != "success":

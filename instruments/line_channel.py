@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, overload
 
@@ -106,6 +107,21 @@ class LineChannel:
             raise InstrumentCommunicationError(
                 self.name, command, f"connection closed by the instrument ({self.address})")
 
+    async def in_turn(self, function: Callable[..., T], *args: object) -> T:
+        """Run one blocking exchange in a worker, after the ones asked for before it.
+
+        The order is the event loop's (first come, first served on an asyncio lock), not
+        the order in which worker threads happen to reach the connection's lock: readings
+        of several signals at one instant then leave the wire in the same order on every
+        run, and each costs its link time at the same instrument time."""
+        locks = self.__dict__.setdefault("_turns", weakref.WeakKeyDictionary())
+        loop = asyncio.get_running_loop()
+        turn = locks.get(loop)
+        if turn is None:
+            turn = locks[loop] = asyncio.Lock()
+        async with turn:
+            return await self.clock.run_in_thread(function, *args)
+
     async def open(self) -> None:
         await self.clock.run_in_thread(self.open_blocking)
 
@@ -145,7 +161,7 @@ class LineChannel:
         """
 
         async def once():
-            reply = await self.clock.run_in_thread(self._query_reconnecting, command)
+            reply = await self.in_turn(self._query_reconnecting, command)
             return reply if parse is None else parse(reply)
 
         return await self.retrying(command, once, idempotent=idempotent)
@@ -179,7 +195,7 @@ class LineChannel:
 
     async def write(self, command: str) -> None:
         try:
-            await self.clock.run_in_thread(self._write_reconnecting, command)
+            await self.in_turn(self._write_reconnecting, command)
         except InstrumentCommunicationError as error:
             await self.exchange_failed(command, error)
             raise

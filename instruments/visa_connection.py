@@ -165,4 +165,4 @@ class VisaConnection(LineChannel):
             return self.query_block_blocking(command, dtype, acquisition_s=acquisition_s)
 
         return await self.retrying(
-            command, lambda: self.clock.run_in_thread(exchange), idempotent=idempotent)
+            command, lambda: self.in_turn(exchange), idempotent=idempotent)

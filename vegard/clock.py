@@ -114,6 +114,10 @@ class InstrumentClock:
         `instrument_timeout_s` of instrument time."""
         return max(0.0, instrument_timeout_s) / self.speedup
 
+    def quiesce(self) -> None:
+        """Return once every request sent has reached its simulator (virtual clock only:
+        in wall time there is nothing to wait for that a client could know of)."""
+
     @contextlib.contextmanager
     def hold(self, reason: str, wall_limit_s: float = 60.0) -> Iterator[None]:
         """Keep instrument time still while `reason` is done (device connection)."""

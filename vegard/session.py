@@ -207,6 +207,7 @@ class Session:
             if reason:
                 summary["reason"] = reason
             if self.lab is not None:
+                self.clock.quiesce()  # the run's last writes reach the simulators first
                 summary["ground_truth"] = self.lab.ground_truth()
                 # as the simulators know it, after the plan's own clean-up and before ours
                 summary["safe_state"] = self.lab.safe_state()

@@ -316,6 +316,22 @@ class VirtualClock(InstrumentClock):
             if participant.deadline_s is not None and participant.deadline_s <= self._elapsed_s:
                 self._make_busy(participant, "deadline")
 
+    def quiesce(self, wall_limit_s: float = WALL_WATCHDOG_S) -> None:
+        """Block until no participant is busy and every request sent has been read by its
+        server. A write has no reply to wait for: the run can end with the last command
+        (the final setpoint) still on the wire, and simulator truth read then would miss it.
+        """
+        limit_s = time.monotonic() + wall_limit_s
+        with self._lock:
+            while (any(participant.busy for participant in self._participants)
+                   or any(wire.unclaimed > 0 for wire in self._wires.values())):
+                remaining_s = limit_s - time.monotonic()
+                if remaining_s <= 0:
+                    LOG.warning("instrument clock: not quiet after %.0f wall s: %s; %s",
+                                wall_limit_s, self._participants, list(self._wires.values()))
+                    return
+                self._changed_condition.wait(min(remaining_s, 0.05))
+
     def _report_if_stuck(self) -> None:
         """Say what the clock waits for when nothing has moved for `STUCK_REPORT_S` of wall
         time while something waits on a deadline (a diagnosis, never a decision)."""

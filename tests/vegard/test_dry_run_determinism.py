@@ -52,8 +52,8 @@ def answer(summary: dict, data_dir: Path) -> dict:
                       sort_keys=True)
     origin_s = summary["clock_origin_s"]
 
-    def relative(value):  # epoch instrument times, from the clock's origin
-        if isinstance(value, float) and value > 1e9:
+    def relative(value):  # epoch instrument times (within 100 days of it), from the origin
+        if isinstance(value, float) and abs(value - origin_s) < 1e7:
             return value - origin_s
         if isinstance(value, dict):
             return {key: relative(item) for key, item in value.items()}
