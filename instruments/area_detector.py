@@ -53,6 +53,7 @@ from .area_detector_driver import (
 from .array_detector import ArrayStreamingDetector
 from .errors import InstrumentCommunicationError
 from .hdf5_stream import ArraySpec
+from .readables import readables_in_order
 
 
 class DoseBudgetError(ValueError):
@@ -128,13 +129,13 @@ class AreaDetector(ArrayStreamingDetector, Stoppable):
         self._armed: PositionTrigger | None = None
         self._search: tuple[DetectorRoi, float, PositionTrigger] | None = None
         self._dead_time_s = 0.0
-        with self.add_children_as_readables(StandardReadableFormat.UNCACHED_SIGNAL):
+        with readables_in_order(self, StandardReadableFormat.UNCACHED_SIGNAL):
             self.map_index = soft_signal_rw(int, 0)
             self.row = soft_signal_rw(int, 0)
             self.eta_index = soft_signal_rw(int, 0)
             self.frame_time_s, self._set_frame_time_s = soft_signal_r_and_setter(
                 Array1D[np.float64], units="s")
-        with self.add_children_as_readables(StandardReadableFormat.CONFIG_SIGNAL):
+        with readables_in_order(self, StandardReadableFormat.CONFIG_SIGNAL):
             self.exposure_s, self._set_exposure = soft_signal_r_and_setter(float, units="s")
         super().__init__(directory_provider, arrays={}, name=name)
 

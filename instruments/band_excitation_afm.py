@@ -40,6 +40,7 @@ from .array_detector import ArrayStreamingDetector
 from .driver_signal import driver_signal_r
 from .errors import InstrumentCommunicationError
 from .hdf5_stream import ArraySpec
+from .readables import readables_in_order
 
 EXCITATIONS = tuple(EXCITATION_TOKENS)
 FIT_FIELDS = {
@@ -93,7 +94,7 @@ class BandExcitationAfm(ArrayStreamingDetector):
         common = {"connect": self._connect_controller, "clock": clock}
         float_array = Array1D[np.float64]
 
-        with self.add_children_as_readables(StandardReadableFormat.UNCACHED_SIGNAL):
+        with readables_in_order(self, StandardReadableFormat.UNCACHED_SIGNAL):
             self.row = soft_signal_rw(int, 0)
             self.map_index = soft_signal_rw(int, 0)
             self.topography_nm, self._set_topography = soft_signal_r_and_setter(
@@ -109,7 +110,7 @@ class BandExcitationAfm(ArrayStreamingDetector):
                     signals[field], setters[field] = signal, setter
                 self.fits[excitation] = signals
                 self._fit_setters[excitation] = setters
-        with self.add_children_as_readables(StandardReadableFormat.CONFIG_SIGNAL):
+        with readables_in_order(self, StandardReadableFormat.CONFIG_SIGNAL):
             self.tip_bias_dc_v = driver_signal_r(
                 float, controller.bias_dc_v, units="V", source=f"visa://{address}/BIAS:DC",
                 **common)

@@ -31,6 +31,8 @@ from aioca import _catools
 from ophyd_async.core import AsyncStatus, SignalR, StandardReadable, wait_for_value
 from ophyd_async.epics.motor import Motor, MotorFlyableMovableLogic
 
+from .readables import readables_in_order
+
 MOTOR_PV_SUFFIXES: dict[str, str] = {
     "sample_x_um": "SAMX",
     "sample_y_um": "SAMY",
@@ -156,7 +158,7 @@ class Diffractometer(StandardReadable):
     """Sample piezo x/y (µm), eta, phi, nu, delta (deg) and the X-ray energy (eV)."""
 
     def __init__(self, prefix: str, name: str = "") -> None:
-        with self.add_children_as_readables():
+        with readables_in_order(self):
             self.sample_x_um = CheckedMotor(prefix + MOTOR_PV_SUFFIXES["sample_x_um"])
             self.sample_y_um = CheckedMotor(prefix + MOTOR_PV_SUFFIXES["sample_y_um"])
             self.eta_deg = CheckedMotor(prefix + MOTOR_PV_SUFFIXES["eta_deg"])

@@ -23,6 +23,7 @@ from vegard.clock import WALL_CLOCK, InstrumentClock
 from .driver_signal import driver_signal_r, driver_signal_rw
 from .polled_monitor import PolledMonitor
 from .potentiostat_driver import CellMode, CellReading, PotentiostatDriver, SettingOutOfRangeError
+from .readables import readables_in_order
 
 logger = logging.getLogger(__name__)
 
@@ -56,18 +57,18 @@ class Potentiostat(PolledMonitor, StandardReadable, Subscribable, Stoppable):
         def source(command: str) -> str:
             return f"{address}#{command}"
 
-        with self.add_children_as_readables(StandardReadableFormat.HINTED_UNCACHED_SIGNAL):
+        with readables_in_order(self, StandardReadableFormat.HINTED_UNCACHED_SIGNAL):
             self.potential_v = driver_signal_r(
                 float, driver.potential_v, units="V", source=source("MEAS:VOLT?"), **common)
             self.current_a = driver_signal_r(
                 float, driver.current_a, units="A", source=source("MEAS:CURR?"), **common)
             self.charge_mah = driver_signal_r(
                 float, driver.charge_mah, units="mAh", source=source("MEAS:CHAR?"), **common)
-        with self.add_children_as_readables(StandardReadableFormat.UNCACHED_SIGNAL):
+        with readables_in_order(self, StandardReadableFormat.UNCACHED_SIGNAL):
             self.mode = driver_signal_r(CellMode, driver.mode, source=source("MODE?"), **common)
             self.limit_reached = driver_signal_r(
                 bool, driver.limit_reached, source=source("STAT:LIM?"), **common)
-        with self.add_children_as_readables(StandardReadableFormat.CONFIG_SIGNAL):
+        with readables_in_order(self, StandardReadableFormat.CONFIG_SIGNAL):
             self.voltage_limit_v = driver_signal_rw(
                 float, driver.voltage_limit_v, driver.set_voltage_limit_v, units="V",
                 source=source("VLIM"), **common)

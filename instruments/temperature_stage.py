@@ -32,6 +32,7 @@ from .driver_signal import driver_signal_r, driver_signal_rw
 from .errors import InstrumentCommunicationError
 from .lakeshore336 import HeaterRange, LakeShore336
 from .polled_monitor import PolledMonitor
+from .readables import readables_in_order
 
 logger = logging.getLogger(__name__)
 
@@ -93,12 +94,12 @@ class TemperatureStage(PolledMonitor, StandardReadable, Subscribable, Stoppable)
 
         address = controller.connection.address
         common = {"connect": self._connect_controller, "clock": clock}
-        with self.add_children_as_readables(StandardReadableFormat.HINTED_UNCACHED_SIGNAL):
+        with readables_in_order(self, StandardReadableFormat.HINTED_UNCACHED_SIGNAL):
             self.temperature_k = driver_signal_r(
                 float, self._read_control_temperature_k, units="K",
                 source=f"visa://{address}/KRDG?{controller.control_input}", **common,
             )
-        with self.add_children_as_readables(StandardReadableFormat.UNCACHED_SIGNAL):
+        with readables_in_order(self, StandardReadableFormat.UNCACHED_SIGNAL):
             self.sample_temperature_k = driver_signal_r(
                 float, controller.sample_temperature_k, units="K",
                 source=f"visa://{address}/KRDG?{controller.sample_input}", **common,
@@ -114,7 +115,7 @@ class TemperatureStage(PolledMonitor, StandardReadable, Subscribable, Stoppable)
             self.settling_time_s, self._set_settling_time_s = soft_signal_r_and_setter(
                 float, initial_value=0.0, units="s"
             )
-        with self.add_children_as_readables(StandardReadableFormat.CONFIG_SIGNAL):
+        with readables_in_order(self, StandardReadableFormat.CONFIG_SIGNAL):
             self.ramp_rate_k_per_min = driver_signal_rw(
                 float, controller.ramp_rate_k_per_min, controller.set_ramp_rate_k_per_min,
                 units="K/min", source=f"visa://{address}/RAMP{controller.output}", **common,

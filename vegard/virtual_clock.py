@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import re
 import selectors
@@ -178,6 +179,7 @@ class VirtualClock(InstrumentClock):
         with self._lock:
             if participant in self._participants:
                 self._participants.remove(participant)
+                self._changed_condition.notify_all()
                 self._maybe_advance()
 
     def current(self) -> Participant | None:
@@ -242,6 +244,8 @@ class VirtualClock(InstrumentClock):
         participant.condition = condition
         participant.deadline_s = deadline_s
         participant.fired = ""
+        if participant.wake is None:
+            self._changed_condition.notify_all()  # a loop may wait for threads to be done
         self._maybe_advance()
 
     def _make_busy(self, participant: Participant, why: str) -> None:
@@ -416,35 +420,65 @@ class VirtualClock(InstrumentClock):
 
     async def run_in_thread(self, function: Callable[..., T], *args: Any) -> T:
         participant = self.participant(f"worker:{getattr(function, '__name__', function)}")
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
         started = False
 
-        def run() -> T:
+        def deliver(outcome: Callable[[], None]) -> None:
+            if not done.cancelled():
+                outcome()
+
+        def run() -> None:
             nonlocal started
             with self._lock:
                 if participant.detached:  # abandoned before a thread took it
-                    raise asyncio.CancelledError
+                    return
                 started = True
             try:
                 with self.acting_as(participant):
-                    return function(*args)
-            finally:
-                with self._lock:
-                    participant.thread_done = True
-                    if participant.detached:
-                        self.close(participant)
+                    value = function(*args)
+                outcome = functools.partial(done.set_result, value)
+            except BaseException as error:  # handed to the awaiting task, as to_thread does
+                outcome = functools.partial(done.set_exception, error)
+            # the result is queued on the loop while this worker still counts as running,
+            # so a loop that waits for running workers (see `_VirtualSelector.select`)
+            # finds it queued, never on its way
+            with self._lock:
+                loop.call_soon_threadsafe(deliver, outcome)
+                participant.thread_done = True
+                if participant.detached:
+                    self.close(participant)
+                self._changed_condition.notify_all()
 
+        loop.run_in_executor(None, run)
         try:
-            return await asyncio.to_thread(run)
+            return await done
         finally:
             with self._lock:
                 if participant.thread_done or not started:
-                    # done, or cancelled before a worker took it (then it never runs:
-                    # the executor drops a cancelled item, and `run` refuses a detached
-                    # one); left busy it would stop the clock for good
+                    # done, or cancelled before a worker took it (then `run` refuses it);
+                    # left busy it would stop the clock for good
                     participant.detached = True
                     self.close(participant)
                 else:  # cancelled while the thread runs: it closes itself when done
                     participant.detached = True
+
+    def _threads_running(self) -> bool:
+        """A thread participant (a worker, a simulator's connection) is working now."""
+        return any(participant.busy and participant.wake is None
+                   and not participant.thread_done and not participant.name.startswith("hold:")
+                   for participant in self._participants)
+
+    def wait_for_threads(self) -> None:
+        """Called by a woken loop before it runs anything: simultaneous events then run in
+        one order. Whatever the threads woken at this instant send the loop (replies,
+        results) is queued before the loop runs its own timers for the instant, not mixed
+        in as the threads happen to be scheduled. The loop stays busy meanwhile (no jump
+        can pass what it has queued); threads never wait for a loop while counted running.
+        """
+        with self._lock:
+            while self._threads_running():
+                self._changed_condition.wait(1.0)
 
     @contextlib.contextmanager
     def hold(self, reason: str, wall_limit_s: float = WALL_WATCHDOG_S) -> Iterator[None]:
@@ -703,6 +737,7 @@ class _VirtualSelector(selectors.BaseSelector):
             participant.wake_pending = False
             if not participant.busy:  # woken by a socket (the IOC's circuits)
                 clock._make_busy_quietly(participant)
+        clock.wait_for_threads()
         return events
 
 

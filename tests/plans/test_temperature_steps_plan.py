@@ -1,15 +1,31 @@
-"""temperature_steps in a real RunEngine against the simulated stage."""
+"""temperature_steps in a real RunEngine against the simulated stage, on a virtual clock."""
 
 from __future__ import annotations
 
 import bluesky.plan_stubs as bps
 import pytest
 from bluesky.run_engine import call_in_bluesky_event_loop
+from virtual_engines import close_virtual_run_engine, make_virtual_run_engine
 
 from vegard.instruments.lakeshore336 import HeaterRange, LakeShore336
 from vegard.instruments.temperature_stage import TemperatureStage
 from vegard.instruments.visa_connection import VisaConnection
 from vegard.plans.temperature_steps import MONITOR_STREAM, temperature_steps
+from vegard.simulators.lab import SimulatedLab
+from vegard.virtual_clock import VirtualClock
+
+
+@pytest.fixture
+def lab():
+    with SimulatedLab(VirtualClock(), seed=7, instruments=["temperature_stage"]) as started:
+        yield started
+
+
+@pytest.fixture
+def RE(lab):
+    engine = make_virtual_run_engine(lab.clock)
+    yield engine
+    close_virtual_run_engine(engine, lab.clock)
 
 
 @pytest.fixture
@@ -20,7 +36,8 @@ def recorded(RE):
 
 
 def connected_stage(lab, **options) -> TemperatureStage:
-    connection = VisaConnection(lab.addresses["temperature_stage"], name="temperature_stage")
+    connection = VisaConnection(lab.addresses["temperature_stage"], name="temperature_stage",
+                                clock=lab.clock)
     stage = TemperatureStage(
         LakeShore336(connection), clock=lab.clock, name="temperature_stage", **options
     )
@@ -77,6 +94,7 @@ def test_a_failed_step_leaves_the_stage_at_the_safe_temperature(lab, recorded):
         ))
     stop = documents[-1][1]
     assert stop["exit_status"] == "fail" and "not settled" in stop["reason"]
+    lab.clock.quiesce()  # the safe setpoint is a write: let it reach the simulator
     assert lab.ground_truth()["temperature_stage"]["target_setpoint_k"] == pytest.approx(290.0)
 
 
