@@ -69,6 +69,8 @@ peer): far beyond any loaded machine's scheduling delay, and only ever reached w
 simulator has died, which fails the run anyway."""
 WORKER_THREADS = 64
 """Worker threads of a virtual loop: far more than the exchanges a dry run has in flight."""
+THREADS_WALL_LIMIT_S = 10.0
+"""Longest wall time a loop waits for the threads woken with it (only a bug makes it wait)."""
 STUCK_REPORT_S = 30.0
 """Wall seconds without a jump or any activity after which the clock logs its state."""
 REPLY_WALL_SAFETY_S = 60.0
@@ -476,9 +478,16 @@ class VirtualClock(InstrumentClock):
         in as the threads happen to be scheduled. The loop stays busy meanwhile (no jump
         can pass what it has queued); threads never wait for a loop while counted running.
         """
+        limit_s = time.monotonic() + THREADS_WALL_LIMIT_S
         with self._lock:
             while self._threads_running():
-                self._changed_condition.wait(1.0)
+                if time.monotonic() > limit_s:  # a bug: never wait for ever on it
+                    LOG.warning("instrument clock: a loop waited %.0f wall s for %s; it goes "
+                                "on (events at this instant may run out of order)",
+                                THREADS_WALL_LIMIT_S,
+                                [p for p in self._participants if p.busy and p.wake is None])
+                    return
+                self._changed_condition.wait(0.5)
 
     @contextlib.contextmanager
     def hold(self, reason: str, wall_limit_s: float = WALL_WATCHDOG_S) -> Iterator[None]:
