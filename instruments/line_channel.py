@@ -77,6 +77,8 @@ class LineChannel:
         raise NotImplementedError
 
     _wire: Wire | None = None
+    _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+    """One first-come-first-served lock per event loop (`in_turn`)."""
 
     @property
     def wire(self) -> Wire:
@@ -114,11 +116,12 @@ class LineChannel:
         the order in which worker threads happen to reach the connection's lock: readings
         of several signals at one instant then leave the wire in the same order on every
         run, and each costs its link time at the same instrument time."""
-        locks = self.__dict__.setdefault("_turns", weakref.WeakKeyDictionary())
+        if self._turns is None:
+            self._turns = weakref.WeakKeyDictionary()
         loop = asyncio.get_running_loop()
-        turn = locks.get(loop)
+        turn = self._turns.get(loop)
         if turn is None:
-            turn = locks[loop] = asyncio.Lock()
+            turn = self._turns[loop] = asyncio.Lock()
         async with turn:
             return await self.clock.run_in_thread(function, *args)
 

@@ -101,9 +101,8 @@ def estimate_operando_sxdm(
     timing = timing or EndStationTiming()
     nx, ny = protocol.map.pixels
     points = protocol.rocking.points
-    line_s = fly_line_s(protocol, timing, dead_time_s, new_row=True), fly_line_s(
-        protocol, timing, dead_time_s, new_row=False)
-    row_start_s, line_s = line_s
+    row_start_s = fly_line_s(protocol, timing, dead_time_s, new_row=True)
+    line_s = fly_line_s(protocol, timing, dead_time_s, new_row=False)
     raster_s = ny * (row_start_s + (points - 1) * line_s)
     # from the map's first frame to its last: each later line adds its duration, and the
     # last line's frames follow its first one period apart

@@ -54,6 +54,7 @@ import selectors
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -85,7 +86,7 @@ _LOOPBACK_NAMES = {"127.0.0.1", "localhost"}
 class Participant:
     """One actor of the dry run: busy, or waiting for a condition or a deadline."""
 
-    __slots__ = ("busy", "condition", "deadline_s", "detached", "fired", "name",
+    __slots__ = ("busy", "condition", "deadline_s", "detached", "fired", "holds", "name",
                  "thread_done", "wake", "wake_pending")
 
     def __init__(self, name: str, wake: Callable[[], None] | None = None) -> None:
@@ -100,6 +101,8 @@ class Participant:
         self.wake_pending = False
         self.thread_done = False
         self.detached = False
+        self.holds = False
+        """Keeps time still on purpose (`hold`): busy, but no thread is working for it."""
 
     def __repr__(self) -> str:
         state = "busy" if self.busy else f"waiting(deadline={self.deadline_s})"
@@ -128,12 +131,12 @@ class VirtualClock(InstrumentClock):
         self._barriers = []
         self._barrier_running = False
         self._clean_activity: int | None = None
-        threading.Thread(target=self._report_if_stuck, name="clock-stuck-report",
-                         daemon=True).start()
         self.jumps = 0
         """Deadlines jumped to (for benchmarks)."""
         self.barriers_run = 0
         self._warned_stuck = False
+        threading.Thread(target=_report_if_stuck, args=(weakref.ref(self),),
+                         name="clock-stuck-report", daemon=True).start()
 
     # --- time -------------------------------------------------------------------------
 
@@ -338,21 +341,6 @@ class VirtualClock(InstrumentClock):
                     return
                 self._changed_condition.wait(min(remaining_s, 0.05))
 
-    def _report_if_stuck(self) -> None:
-        """Say what the clock waits for when nothing has moved for `STUCK_REPORT_S` of wall
-        time while something waits on a deadline (a diagnosis, never a decision)."""
-        last = None
-        while True:
-            time.sleep(STUCK_REPORT_S)
-            with self._lock:
-                state = (self.jumps, self._activity)
-                waiting = any(p.deadline_s is not None for p in self._participants)
-                if state == last and waiting:
-                    LOG.warning("instrument clock stuck at %.3f s for %.0f wall s: %s; %s",
-                                self._elapsed_s, STUCK_REPORT_S, self._participants,
-                                list(self._wires.values()))
-                last = state
-
     def add_barrier(
         self, loop: asyncio.AbstractEventLoop, barrier: Callable[[], Awaitable[object]]
     ) -> None:
@@ -465,11 +453,11 @@ class VirtualClock(InstrumentClock):
                 else:  # cancelled while the thread runs: it closes itself when done
                     participant.detached = True
 
-    def _threads_running(self) -> bool:
-        """A thread participant (a worker, a simulator's connection) is working now."""
-        return any(participant.busy and participant.wake is None
-                   and not participant.thread_done and not participant.name.startswith("hold:")
-                   for participant in self._participants)
+    def _running_threads(self) -> list[Participant]:
+        """Thread participants (workers, simulators' connections) working now."""
+        return [participant for participant in self._participants
+                if participant.busy and participant.wake is None
+                and not participant.thread_done and not participant.holds]
 
     def wait_for_threads(self) -> None:
         """Called by a woken loop before it runs anything: simultaneous events then run in
@@ -480,18 +468,18 @@ class VirtualClock(InstrumentClock):
         """
         limit_s = time.monotonic() + THREADS_WALL_LIMIT_S
         with self._lock:
-            while self._threads_running():
+            while running := self._running_threads():
                 if time.monotonic() > limit_s:  # a bug: never wait for ever on it
                     LOG.warning("instrument clock: a loop waited %.0f wall s for %s; it goes "
                                 "on (events at this instant may run out of order)",
-                                THREADS_WALL_LIMIT_S,
-                                [p for p in self._participants if p.busy and p.wake is None])
+                                THREADS_WALL_LIMIT_S, running)
                     return
                 self._changed_condition.wait(0.5)
 
     @contextlib.contextmanager
     def hold(self, reason: str, wall_limit_s: float = WALL_WATCHDOG_S) -> Iterator[None]:
         participant = self.participant(f"hold:{reason}")
+        participant.holds = True
 
         def give_up() -> None:
             LOG.warning("instrument clock: %s took %s wall seconds; time moves again",
@@ -527,6 +515,27 @@ class VirtualClock(InstrumentClock):
             return None
         with self._lock:
             return self._wires.get(port)
+
+
+def _report_if_stuck(clock_ref: weakref.ref[VirtualClock]) -> None:
+    """Say what a clock waits for when nothing has moved for `STUCK_REPORT_S` of wall time
+    while something waits on a deadline (a diagnosis, never a decision). Holds the clock
+    only weakly: the thread ends with it."""
+    last = None
+    while True:
+        time.sleep(STUCK_REPORT_S)
+        clock = clock_ref()
+        if clock is None:
+            return
+        with clock._lock:
+            state = (clock.jumps, clock._activity)
+            waiting = any(p.deadline_s is not None for p in clock._participants)
+            if state == last and waiting:
+                LOG.warning("instrument clock stuck at %.3f s for %.0f wall s: %s; %s",
+                            clock._elapsed_s, STUCK_REPORT_S, clock._participants,
+                            list(clock._wires.values()))
+            last = state
+        del clock
 
 
 class ClockLock:
