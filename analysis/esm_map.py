@@ -16,6 +16,7 @@ import numpy as np
 from event_model import DocumentRouter
 
 from .esm_compensation import CompensatedMaps, compensate, region_mean, region_std
+from .figure_process import FigureDrawer
 
 LF_DC_PLUS = "lf_dc_plus"
 LF_DC_MINUS = "lf_dc_minus"
@@ -222,6 +223,7 @@ class EsmMapAnalysis(DocumentRouter):
         """`figures_directory_for(run_uid)` says where figures and maps go (none if not given)."""
         super().__init__()
         self.figures_directory_for = figures_directory_for
+        self._figures = FigureDrawer()
         self.result: dict[str, Any] | None = None
         self.latest: dict[str, Any] | None = None
         self.assemblers: dict[int, EsmMapAssembler] = {}
@@ -274,6 +276,9 @@ class EsmMapAnalysis(DocumentRouter):
             summaries = [
                 {"map_index": 0, **summarise_map(empty), "figures": [], "maps_file": None}
             ]
+        drawn = [str(path) for path in self._figures.finished()]
+        for summary in summaries:
+            summary["figures"] = [path for path in summary["figures"] if path in drawn]
         first = {k: v for k, v in summaries[0].items() if k != "map_index"}
         self.result = {**first, "exit_status": doc.get("exit_status")}
         if len(summaries) > 1:
@@ -292,7 +297,8 @@ class EsmMapAnalysis(DocumentRouter):
         extent_nm = scan_extent_nm(self._esm_map)
         maps = assembler.compensated()
         figures = [
-            esm_map_figure(
+            self._figures.draw(
+                esm_map_figure,
                 directory / f"esm_map{suffix}.png",
                 level_lines(assembler.topography_nm),
                 maps.a_lf_pm,
@@ -300,7 +306,8 @@ class EsmMapAnalysis(DocumentRouter):
                 maps.a_f_pm,
                 extent_nm,
             ),
-            resonance_map_figure(
+            self._figures.draw(
+                resonance_map_figure,
                 directory / f"esm_resonance{suffix}.png",
                 assembler.excitation_mean("resonance_frequency_hz"),
                 assembler.excitation_mean("quality_factor"),

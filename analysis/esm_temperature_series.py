@@ -27,6 +27,7 @@ from event_model import DocumentRouter
 from .arrhenius import ActivationEnergy, activation_energy_from_sqrt_d
 from .esm_compensation import region_std
 from .esm_map import EsmMapAssembler, json_float, region_amplitudes, scan_extent_nm
+from .figure_process import FigureDrawer
 from .grains import disk_mask, largest_grain_mask, level_topography
 from .image_registration import image_shift_px
 
@@ -163,6 +164,7 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
         self._stream_of: dict[str, str] = {}
         self._finished: set[int] = set()
         self._current_map: int | None = None
+        self._figures = FigureDrawer()
         self._live: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------- documents
@@ -212,6 +214,10 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
 
     def stop(self, doc):
         self.result = self._final_result(doc.get("exit_status"))
+
+    def figures_drawn(self) -> list[Path]:
+        """Wait for the figures asked for so far (they are drawn in another process)."""
+        return self._figures.finished()
 
     # ------------------------------------------------------------------------- live
 
@@ -515,7 +521,8 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
         from .esm_series_figures import arrhenius_figure
 
         used = [s for s in summaries if s["complete"]]
-        return arrhenius_figure(
+        return self._figures.draw(
+            arrhenius_figure,
             self._directory() / ARRHENIUS_FIGURE,
             series["temperatures_k"],
             [s["a_f_pm"] for s in used],
@@ -536,7 +543,8 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
         extent = scan_extent_nm(self._esm_map)  # image frame of the first map
         used = [s for s in summaries if s["complete"]]
         first = used[0]["map_index"] if used else indices[0]
-        figures.append(amplitudes_figure(
+        figures.append(self._figures.draw(
+            amplitudes_figure,
             directory / "esm_series_amplitudes.png",
             series["temperatures_k"],
             [s["a_hf_pm"] for s in used], [s["a_lf_pm"] for s in used],
@@ -544,7 +552,8 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
             compensated[first].a_f_pm, masks[first], extent,
             labels[indices.index(first)],
         ))
-        figures.append(series_maps_figure(
+        figures.append(self._figures.draw(
+            series_maps_figure,
             directory / "esm_series_maps.png", labels,
             {
                 "topography (nm)": [self._display_topography(i) for i in indices],
@@ -557,7 +566,8 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
         if len(self._monitor["time_s"]) > 1:
             from .figures import temperature_trace_figure
 
-            figures.append(temperature_trace_figure(
+            figures.append(self._figures.draw(
+                temperature_trace_figure,
                 directory / "esm_series_temperature.png",
                 times_s=np.asarray(self._monitor["time_s"]),
                 temperatures_k=np.asarray(self._monitor["temperature_k"]),
@@ -580,4 +590,5 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
             region_mask=np.stack([masks[i] for i in indices]),
             extent_nm=np.asarray([self._extent_nm(i) for i in indices], dtype=float),
         )
-        return {"figures": [str(p) for p in figures], "maps_file": str(maps_file)}
+        drawn = self._figures.finished()
+        return {"figures": [str(p) for p in figures if p in drawn], "maps_file": str(maps_file)}

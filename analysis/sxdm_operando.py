@@ -42,6 +42,7 @@ from vegard.diffraction_geometry import DetectorRoi, DiffractometerGeometry, pix
 from vegard.store.arrays import ArrayFiller
 
 from .esm_map import json_float
+from .figure_process import FigureDrawer
 from .sxdm_maps import MASK_FRACTION, QGrid, SxdmMaps, centres_from_sums, q_sums, sxdm_maps
 
 MAP_STREAM = "primary"
@@ -257,6 +258,7 @@ class SxdmOperandoAnalysis(DocumentRouter):
     ) -> None:
         super().__init__()
         self.figures_for = figures_for
+        self._figures = FigureDrawer()
         self.run_path_for = run_path_for
         self.plateau_prominence_fraction = plateau_prominence_fraction
         self.result: dict[str, Any] | None = None
@@ -351,9 +353,11 @@ class SxdmOperandoAnalysis(DocumentRouter):
     # ------------------------------------------------------------------------- live
 
     def wait(self) -> None:
-        """Block until the worker has done everything submitted so far (re-raising a failure)."""
+        """Block until the worker has done everything submitted so far (re-raising a failure),
+        figures included."""
         if self._active:
             self._wait()
+            self._figures.finished()
 
     def _wait(self) -> None:
         futures, self._futures = self._futures, []
@@ -489,7 +493,8 @@ class SxdmOperandoAnalysis(DocumentRouter):
             entry["maps_file"] = str(self._save_maps(directory / map_file_name(index), maps))
             from .sxdm_figures import sxdm_map_figure
 
-            entry["figures"]["maps"] = str(sxdm_map_figure(
+            entry["figures"]["maps"] = str(self._figures.draw(
+                sxdm_map_figure,
                 directory / map_figure_name(index), maps, self._x_um, self._y_um,
                 map_index=index, potential_v=entry["potential_v"],
                 charge_mah=entry["charge_mah"],
@@ -547,7 +552,8 @@ class SxdmOperandoAnalysis(DocumentRouter):
     def _charge_figure(self, monitor: dict[str, np.ndarray], entries: list[dict]) -> Path:
         from .sxdm_figures import charge_curve_figure
 
-        return charge_curve_figure(
+        return self._figures.draw(
+            charge_curve_figure,
             Path(self.figures_for(self._uid)) / CHARGE_FIGURE,
             time_s=monitor["time_s"], potential_v=monitor["potential_v"],
             map_index=[e["map_index"] for e in entries],
@@ -598,6 +604,13 @@ class SxdmOperandoAnalysis(DocumentRouter):
         }
         if self.figures_for is not None and (entries or potential.size):
             result["charge"]["figure"] = str(self._charge_figure(monitor, entries))
+        drawn = {str(path) for path in self._figures.finished()}
+        for entry in result.get("maps") or []:
+            figures = entry.get("figures") if isinstance(entry, dict) else None
+            if figures and figures.get("maps") not in drawn:
+                figures["maps"] = None
+        if result["charge"]["figure"] not in drawn:
+            result["charge"]["figure"] = None
         return result
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from event_model import DocumentRouter
 
+from .figure_process import FigureDrawer
 from .settling import summarise_step
 
 
@@ -22,6 +23,7 @@ class TemperatureStepsAnalysis(DocumentRouter):
         """`figures_directory_for(run_uid)` says where figures go (none if not given)."""
         super().__init__()
         self.figures_directory_for = figures_directory_for
+        self._figures = FigureDrawer()
         self.result: dict[str, Any] | None = None
         self._stream_of: dict[str, str] = {}
         self._steps: list[dict[str, Any]] = []
@@ -94,7 +96,8 @@ class TemperatureStepsAnalysis(DocumentRouter):
         from .figures import temperature_trace_figure
 
         path = Path(self.figures_directory_for(self._uid)) / "temperature_steps.png"
-        temperature_trace_figure(
+        self._figures.draw(
+            temperature_trace_figure,
             path,
             times_s=np.asarray(self._monitor_times_s),
             temperatures_k=np.asarray(self._monitor_temperatures_k),
@@ -102,4 +105,4 @@ class TemperatureStepsAnalysis(DocumentRouter):
             setpoints_k=[s["setpoint_k"] for s in steps],
             step_times_s=[step["time_s"] for step in self._steps],
         )
-        return [str(path)]
+        return [str(drawn) for drawn in self._figures.finished()]

@@ -31,6 +31,7 @@ from aioca import _catools
 from ophyd_async.core import AsyncStatus, SignalR, StandardReadable, wait_for_value
 from ophyd_async.epics.motor import Motor, MotorFlyableMovableLogic
 
+from .errors import MotorStalledError
 from .readables import readables_in_order
 
 MOTOR_PV_SUFFIXES: dict[str, str] = {
@@ -46,18 +47,6 @@ MOTOR_PV_SUFFIXES: dict[str, str] = {
 
 PARK_TIMEOUT_S = 10.0
 CA_ADDRESS_SCHEME = "ca://"
-
-
-class MotorStalledError(RuntimeError):
-    """A move reported done (DMOV=1) with the axis short of its target."""
-
-    def __init__(self, axis: str, target: float, readback: float, tolerance: float) -> None:
-        self.axis = axis
-        self.target = target
-        self.readback = readback
-        super().__init__(
-            f"{axis}: stalled at {readback:.6g}, target {target:.6g} "
-            f"(off by {abs(readback - target):.3g}, retry deadband {tolerance:.3g})")
 
 
 @dataclass

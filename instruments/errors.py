@@ -19,3 +19,15 @@ class InstrumentReplyError(InstrumentCommunicationError):
     def __init__(self, instrument: str, command: str, reply: str, expected: str) -> None:
         self.reply = reply
         super().__init__(instrument, command, f"reply {reply!r} is not {expected}")
+
+
+class MotorStalledError(RuntimeError):
+    """A move reported done (DMOV=1) with the axis short of its target."""
+
+    def __init__(self, axis: str, target: float, readback: float, tolerance: float) -> None:
+        self.axis = axis
+        self.target = target
+        self.readback = readback
+        super().__init__(
+            f"{axis}: stalled at {readback:.6g}, target {target:.6g} "
+            f"(off by {abs(readback - target):.3g}, retry deadband {tolerance:.3g})")

@@ -40,12 +40,19 @@ class PidGains:
     derivative: float
 
 
+COMPOUND_QUERY_CHARS = 64
+"""Longest line of `;`-separated queries sent at once: the 336 answers each query of a
+message in order, one reply line (see `compound_queries`); 64 characters, well within its
+input buffer, holds a stage's readings and a settle poll."""
+
+
 class LakeShore336:
     """Temperature readings, setpoint, ramp, heater range and PID of one output."""
 
     def __init__(self, connection: VisaConnection, *, output: int = 1,
                  control_input: str = "A", sample_input: str = "B") -> None:
         self.connection = connection
+        connection.allow_compound_queries(COMPOUND_QUERY_CHARS)
         self.output = output
         self.control_input = control_input
         self.sample_input = sample_input

@@ -28,7 +28,9 @@ from typing import TypeVar, overload
 
 from vegard.clock import NO_WIRE, WALL_CLOCK, InstrumentClock, Wire
 
+from .compound_queries import QueryBatch, ask_batch
 from .errors import InstrumentCommunicationError, InstrumentReplyError
+from .turns import TurnQueue
 
 LOG = logging.getLogger(__name__)
 
@@ -77,8 +79,17 @@ class LineChannel:
         raise NotImplementedError
 
     _wire: Wire | None = None
-    _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
-    """One first-come-first-served lock per event loop (`in_turn`)."""
+    _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TurnQueue] | None = None
+    """One first-come-first-served queue of exchanges per event loop (`in_turn`)."""
+    compound_query_chars: int = 0
+    """Longest line of `;`-separated queries the instrument answers at once (0: one query
+    per line); see `compound_queries`."""
+    _batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, QueryBatch] | None = None
+    """The batch of queries being gathered for the next turn, per event loop."""
+
+    def allow_compound_queries(self, max_line_chars: int) -> None:
+        """The instrument answers several queries of one line (a driver's statement)."""
+        self.compound_query_chars = max_line_chars
 
     @property
     def wire(self) -> Wire:
@@ -112,18 +123,76 @@ class LineChannel:
     async def in_turn(self, function: Callable[..., T], *args: object) -> T:
         """Run one blocking exchange in a worker, after the ones asked for before it.
 
-        The order is the event loop's (first come, first served on an asyncio lock), not
-        the order in which worker threads happen to reach the connection's lock: readings
-        of several signals at one instant then leave the wire in the same order on every
+        The order is the event loop's (first come, first served, `TurnQueue`), not the
+        order in which worker threads happen to reach the connection's lock: readings of
+        several signals at one instant then leave the wire in the same order on every
         run, and each costs its link time at the same instrument time."""
+        loop = asyncio.get_running_loop()
+        self._seal_batch(loop)  # no query gathered after this exchange overtakes it
+        turns = self._turn_queue(loop)
+        await turns.wait(turns.ask())
+        try:
+            return await self.clock.run_in_thread(function, *args)
+        finally:
+            turns.release()
+
+    def _turn_queue(self, loop: asyncio.AbstractEventLoop) -> TurnQueue:
         if self._turns is None:
             self._turns = weakref.WeakKeyDictionary()
+        turns = self._turns.get(loop)
+        if turns is None:
+            turns = self._turns[loop] = TurnQueue()
+        return turns
+
+    def _seal_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = None if self._batches is None else self._batches.pop(loop, None)
+        if batch is not None:
+            batch.sealed = True
+
+    async def _in_batch(self, command: str) -> str:
+        """Ask `command` with the other queries asked before the channel's next turn."""
         loop = asyncio.get_running_loop()
-        turn = self._turns.get(loop)
-        if turn is None:
-            turn = self._turns[loop] = asyncio.Lock()
-        async with turn:
-            return await self.clock.run_in_thread(function, *args)
+        if self._batches is None:
+            self._batches = weakref.WeakKeyDictionary()
+        batch = self._batches.get(loop)
+        if batch is None or not batch.has_room_for(command):
+            self._seal_batch(loop)
+            batch = self._batches[loop] = QueryBatch(self.compound_query_chars)
+            ticket = self._turn_queue(loop).ask()  # its place in line is taken now
+            sender = loop.create_task(self._send_batch(batch, loop, ticket))
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)
+        return await batch.add(command, loop)
+
+    async def _send_batch(self, batch: QueryBatch, loop: asyncio.AbstractEventLoop,
+                          ticket: asyncio.Future[None]) -> None:
+        """Wait for the turn, then ask the batch gathered by then as one line."""
+        turns = self._turn_queue(loop)
+        try:
+            await turns.wait(ticket)
+            try:
+                if self._batches is not None and self._batches.get(loop) is batch:
+                    del self._batches[loop]
+                batch.sealed = True
+                try:
+                    outcomes = await self.clock.run_in_thread(
+                        ask_batch, list(batch.commands), self._query_reconnecting, self.close)
+                except Exception as error:  # each caller's retry closes and tries again
+                    outcomes = [error] * len(batch.commands)
+                batch.resolve(outcomes)
+            finally:
+                turns.release()
+        except BaseException:
+            batch.cancel()
+            raise
+
+    @property
+    def _senders(self) -> set[asyncio.Task]:
+        """Batch senders in flight (held, so none is collected before it is done)."""
+        senders = self.__dict__.get("_batch_senders")
+        if senders is None:
+            senders = self.__dict__["_batch_senders"] = set()
+        return senders
 
     async def open(self) -> None:
         await self.clock.run_in_thread(self.open_blocking)
@@ -164,7 +233,10 @@ class LineChannel:
         """
 
         async def once():
-            reply = await self.in_turn(self._query_reconnecting, command)
+            if idempotent and self.compound_query_chars:
+                reply = await self._in_batch(command)
+            else:
+                reply = await self.in_turn(self._query_reconnecting, command)
             return reply if parse is None else parse(reply)
 
         return await self.retrying(command, once, idempotent=idempotent)

@@ -35,6 +35,11 @@ class PolledMonitor:
 
         self._poll_tasks()[function] = asyncio.get_running_loop().create_task(poll())
 
+    @property
+    def monitored(self) -> bool:
+        """Someone is subscribed: the device is being polled."""
+        return bool(self._poll_tasks())
+
     def clear_sub(self, function: Callable[[dict[str, Reading]], None]) -> None:
         task = self._poll_tasks().pop(function, None)
         if task is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bluesky.protocols import Stoppable, Subscribable
 from ophyd_async.core import (
@@ -37,6 +37,10 @@ from .readables import readables_in_order
 logger = logging.getLogger(__name__)
 
 
+MONITOR_READING_GRACE = 1.5
+"""Poll periods a settle waits for the monitor's next reading before reading itself."""
+
+
 class TemperatureOutOfRangeError(ValueError):
     """A setpoint outside the stage's rated range; refused before it is sent."""
 
@@ -56,12 +60,23 @@ class SettleWindow:
     setpoint_k: float
     tolerance_k: float
     in_band_since_s: float | None = None
+    _waiters: list[asyncio.Future[float]] = field(default_factory=list, repr=False)
 
     def observe(self, temperature_k: float, time_s: float) -> None:
         if abs(temperature_k - self.setpoint_k) > self.tolerance_k:
             self.in_band_since_s = None
         elif self.in_band_since_s is None:
             self.in_band_since_s = time_s
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(temperature_k)
+
+    async def next_reading_k(self) -> float:
+        """The next control temperature any reading of the device observes."""
+        waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        return await waiter
 
     def held_for_s(self, now_s: float) -> float:
         return 0.0 if self.in_band_since_s is None else now_s - self.in_band_since_s
@@ -140,6 +155,18 @@ class TemperatureStage(PolledMonitor, StandardReadable, Subscribable, Stoppable)
             self._settle_window.observe(temperature_k, self.clock.now())
         return temperature_k
 
+    async def _next_control_temperature_k(self, window: SettleWindow) -> float:
+        """While monitored, the monitor's next reading: it polls at the settle loop's own
+        period, and a second poll of the same controller would only double the traffic.
+        Unmonitored, or if the monitor's reading does not come (it failed), our own."""
+        if self.monitored:
+            try:
+                return await asyncio.wait_for(
+                    window.next_reading_k(), MONITOR_READING_GRACE * self.poll_period_s)
+            except TimeoutError:
+                pass
+        return await self.temperature_k.get_value()
+
     def check_setpoint(self, setpoint_k: float) -> None:
         low, high = self.minimum_temperature_k, self.maximum_temperature_k
         if not low <= setpoint_k <= high:
@@ -162,7 +189,7 @@ class TemperatureStage(PolledMonitor, StandardReadable, Subscribable, Stoppable)
         self._settle_window = window
         try:
             while True:
-                current_k = await self.temperature_k.get_value()
+                current_k = await self._next_control_temperature_k(window)
                 now = self.clock.now()
                 yield WatcherUpdate(
                     current=current_k, initial=initial_k, target=setpoint_k,
@@ -178,7 +205,8 @@ class TemperatureStage(PolledMonitor, StandardReadable, Subscribable, Stoppable)
                         f"after {self.settle_timeout_s:g} s (instrument time); last reading "
                         f"{current_k:.3f} K"
                     )
-                await self.clock.sleep(self.poll_period_s)
+                if not self.monitored:
+                    await self.clock.sleep(self.poll_period_s)
         finally:
             self._settle_window = None
         self._set_settling_time_s(window.in_band_since_s - started)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import bluesky.plan_stubs as bps
 import numpy as np
@@ -32,10 +33,12 @@ from vegard.diffraction_geometry import (
 )
 from vegard.instruments.area_detector import AreaDetector
 from vegard.instruments.area_detector_driver import PositionTrigger
-from vegard.instruments.diffractometer import Diffractometer
 
 from .band_excitation import await_call
 from .retakes import mv_retrying
+
+if TYPE_CHECKING:  # Channel Access is loaded only by a session that uses it
+    from vegard.instruments.diffractometer import Diffractometer
 
 PEAK_REGION_FRACTION = 0.2
 """Voxels of the smoothed search volume above this fraction of its maximum, connected

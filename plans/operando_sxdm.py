@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
@@ -28,12 +28,14 @@ from ophyd_async.core import StandardReadable, soft_signal_rw
 
 from vegard.diffraction_geometry import DiffractometerGeometry
 from vegard.instruments.area_detector import AreaDetector
-from vegard.instruments.diffractometer import Diffractometer
 from vegard.instruments.potentiostat import Potentiostat
 
 from .band_excitation import await_call
 from .bragg_peak_search import PeakSearchSettings, find_bragg_peak
 from .rocking_map import RockingMapSettings, rocking_map_lines, sxdm_metadata
+
+if TYPE_CHECKING:  # Channel Access is loaded only by a session that uses it
+    from vegard.instruments.diffractometer import Diffractometer
 
 ALIGNMENT_STREAM = "alignment"
 EARLY_CHARGE_FRACTION = 0.8

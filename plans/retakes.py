@@ -17,8 +17,7 @@ import bluesky.plan_stubs as bps
 from bluesky.protocols import Triggerable
 from bluesky.utils import FailedStatus, Msg
 
-from vegard.instruments.diffractometer import MotorStalledError
-from vegard.instruments.errors import InstrumentCommunicationError
+from vegard.instruments.errors import InstrumentCommunicationError, MotorStalledError
 
 logger = logging.getLogger(__name__)
 

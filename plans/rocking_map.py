@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
@@ -34,10 +34,13 @@ import numpy as np
 from vegard.diffraction_geometry import DetectorRoi, DiffractometerGeometry, rocking_angles_deg
 from vegard.instruments.area_detector import AreaDetector, BadLineError, FlyLineSettings
 from vegard.instruments.area_detector_driver import PositionTrigger
-from vegard.instruments.diffractometer import Diffractometer, MotorStalledError
+from vegard.instruments.errors import MotorStalledError
 
 from .band_excitation import await_call
 from .retakes import mv_retrying, with_retakes
+
+if TYPE_CHECKING:  # Channel Access is loaded only by a session that uses it
+    from vegard.instruments.diffractometer import Diffractometer
 
 FAST_PIEZO_UM_PER_S = 1000.0
 """Piezo speed of every move that is not a fly (the return between lines, moves between

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vegard.clock import InstrumentClock
 from vegard.config.profiles import (
@@ -16,16 +16,17 @@ from vegard.config.profiles import (
     TemperatureStageSettings,
 )
 from vegard.instruments.afm_controller import BandExcitationAfmController
-from vegard.instruments.area_detector import AreaDetector
-from vegard.instruments.area_detector_driver import AreaDetectorDriver
 from vegard.instruments.band_excitation_afm import BandExcitationAfm
-from vegard.instruments.diffractometer import Diffractometer, pv_prefix_of
 from vegard.instruments.lakeshore336 import LakeShore336
 from vegard.instruments.potentiostat import Potentiostat
 from vegard.instruments.potentiostat_driver import PotentiostatDriver
 from vegard.instruments.serial_connection import SerialConnection
 from vegard.instruments.temperature_stage import TemperatureStage
 from vegard.instruments.visa_connection import VisaConnection
+
+if TYPE_CHECKING:  # imported where built: Channel Access costs a fifth of a second to load
+    from vegard.instruments.area_detector import AreaDetector
+    from vegard.instruments.diffractometer import Diffractometer
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,17 @@ def build_potentiostat(
 def build_diffractometer(
     settings: DiffractometerSettings, address: str, context: BuildContext
 ) -> Diffractometer:
+    from vegard.instruments.diffractometer import Diffractometer, pv_prefix_of
+
     return Diffractometer(pv_prefix_of(address), name="diffractometer")
 
 
 def build_area_detector(
     settings: AreaDetectorSettings, address: str, context: BuildContext
 ) -> AreaDetector:
+    from vegard.instruments.area_detector import AreaDetector
+    from vegard.instruments.area_detector_driver import AreaDetectorDriver
+
     connection = VisaConnection(
         address, name="area_detector", timeout_s=settings.timeout_s, clock=context.clock)
     return AreaDetector(

@@ -24,11 +24,6 @@ from vegard.config.errors import ConfigError
 from vegard.config.profiles import SIM_ADDRESS, Profile
 from vegard.config.protocols import Protocol
 from vegard.devices import DEVICE_BUILDERS, BuildContext, close_device
-from vegard.instruments.diffractometer import (
-    channel_access_barrier,
-    release_channel_access,
-    use_channel_access_environment,
-)
 from vegard.instruments.visa_connection import VisaConnection
 from vegard.plans.retakes import failure_cause
 from vegard.progress import ProgressPrinter
@@ -171,8 +166,13 @@ class Session:
             if self.lab is not None:
                 self.lab.start()
                 environment = self.lab.client_environment()
-                use_channel_access_environment(environment)
-                self._uses_channel_access = bool(environment)
+                if environment:  # Channel Access is loaded only for a session that uses it
+                    from vegard.instruments.diffractometer import (
+                        use_channel_access_environment,
+                    )
+
+                    use_channel_access_environment(environment)
+                    self._uses_channel_access = True
             run_engine = self._make_run_engine()
             devices = self._connect(device_names)
             self._add_clock_barriers(run_engine)
@@ -227,14 +227,18 @@ class Session:
                 close_device(device)
             if self.lab is not None:
                 if self._uses_channel_access:
+                    from vegard.instruments.diffractometer import release_channel_access
+
                     release_channel_access()  # before the IOC goes away
                 self.lab.stop()
 
     def _add_clock_barriers(self, run_engine: RunEngine) -> None:
         """On a virtual clock, a Channel Access round trip to each simulated IOC before
         every jump (see `vegard.virtual_clock`): libca's traffic is invisible otherwise."""
-        if not self.clock.virtual or self.lab is None:
+        if not self.clock.virtual or self.lab is None or not self.lab.clock_sync_pvs():
             return
+        from vegard.instruments.diffractometer import channel_access_barrier
+
         for pv in self.lab.clock_sync_pvs():
             barrier = channel_access_barrier(pv)
             with self.clock.hold(f"connecting {pv}"):

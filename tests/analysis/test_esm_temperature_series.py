@@ -295,6 +295,7 @@ def test_figures_live_and_at_the_end(surface, tmp_path):
         analysis(name, doc)
         if name == "event" and doc["data"].get("afm-row") == 0 and doc["data"][
                 "afm-map_index"] == 2:  # third map begun: two finished, their plot drawn
+            analysis.figures_drawn()  # drawn in a figure process: wait for it
             seen_during_run = arrhenius_png.exists()
             assert analysis.latest["maps_finished"] == 2
             assert analysis.latest["activation_energy_kj_mol"] == pytest.approx(27, abs=1.0)

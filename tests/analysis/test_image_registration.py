@@ -119,3 +119,15 @@ def test_quality_is_the_correlation_of_the_overlapping_parts(topography):
 def test_images_of_different_shapes_are_an_error():
     with pytest.raises(ValueError):
         image_shift_px(np.zeros((10, 10)), np.zeros((10, 12)))
+
+
+@pytest.mark.parametrize("length", [1, 2, 5, 16, 63, 64, 96])
+@pytest.mark.parametrize("taper_fraction", [0.1, 0.3, 1.0])
+def test_the_window_is_scipys_periodic_tukey(length, taper_fraction):
+    from scipy.signal import windows
+
+    from vegard.analysis.image_registration import periodic_tukey
+
+    np.testing.assert_allclose(
+        periodic_tukey(length, taper_fraction),
+        windows.tukey(length, taper_fraction, sym=False), atol=1e-12)

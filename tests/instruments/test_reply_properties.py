@@ -111,6 +111,9 @@ class FakeConnection:
     async def write(self, command: str) -> None:
         pass
 
+    def allow_compound_queries(self, max_line_chars: int) -> None:
+        pass  # each query is answered on its own here
+
     async def until_confirmed(self, what: str, factory: Callable[[], Any], **_: Any) -> Any:
         return await factory()  # one attempt: the reply would be the same each time
 
