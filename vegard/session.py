@@ -112,6 +112,8 @@ class Session:
     profile_source: str = "profile"
     clock: InstrumentClock = field(init=False)
     lab: SimulatedLab | None = field(init=False, default=None)
+    run_engine: RunEngine = field(init=False)
+    devices: dict[str, Any] = field(init=False, default_factory=dict)
     _uses_channel_access: bool = field(init=False, default=False)
     """A simulated IOC is served: close libca's context before stopping it."""
 
@@ -158,10 +160,21 @@ class Session:
                     f"{self.profile_source}: devices.{name} is missing "
                     f"(protocol {protocol.protocol!r} needs it)"
                 )
+        self.open(device_names)
+        try:
+            return self.run_protocol(runner, protocol, protocol_path)
+        finally:
+            self.close()
+
+    def open(self, device_names: Sequence[str]) -> None:
+        """Clock, simulators (if any), RunEngine with the run store, and the devices
+        connected: what a protocol runs on, and what `vegard.open_lab` hands out."""
+        for name in device_names:
+            if getattr(self.profile.devices, name, None) is None:
+                raise ConfigError(f"{self.profile_source}: devices.{name} is missing")
         self.clock = self._make_clock()
         self.lab = self._make_lab(device_names)  # validates parameters before starting any
-        wall_start_s = time.monotonic()
-        devices: dict[str, Any] = {}
+        self.devices = {}
         try:
             if self.lab is not None:
                 self.lab.start()
@@ -173,12 +186,22 @@ class Session:
 
                     use_channel_access_environment(environment)
                     self._uses_channel_access = True
-            run_engine = self._make_run_engine()
-            devices = self._connect(device_names)
-            self._add_clock_barriers(run_engine)
-            analyses = runner.analyses(lambda uid: run_directory(self.data_dir, uid) / "figures")
-            for analysis in analyses:
-                run_engine.subscribe(analysis)
+            self.run_engine = self._make_run_engine()
+            self.devices = self._connect(device_names)
+            self._add_clock_barriers(self.run_engine)
+        except BaseException:
+            self.close()
+            raise
+
+    def run_protocol(self, runner, protocol: Protocol, protocol_path: Path) -> RunOutcome:
+        """Run one protocol on the open session's devices; its summary."""
+        run_engine = self.run_engine
+        wall_start_s = time.monotonic()
+        first_span = len(self._run_spans_s)
+        first_status = len(self._statuses)
+        analyses = runner.analyses(lambda uid: run_directory(self.data_dir, uid) / "figures")
+        tokens = [run_engine.subscribe(analysis) for analysis in analyses]
+        try:
             metadata = {
                 **run_metadata(protocol, protocol_path),
                 "profile": self.profile.profile,
@@ -188,49 +211,61 @@ class Session:
                     **({} if self.clock.virtual else {"speedup": self.clock.speedup}),
                 },
             }
-            plan = runner.plan(protocol, devices, self.profile, metadata)
-            uids, exit_status, reason = self._run(run_engine, plan)
-            summary: dict[str, Any] = {
-                "protocol": str(protocol_path),
-                "protocol_kind": protocol.protocol,
-                "profile": self.profile.profile,
-                "sample": protocol.sample,
-                "run_uids": list(uids),
-                "exit_status": exit_status,
-                "instrument_time_s": self._run_instrument_time_s(),
-                "wall_time_s": time.monotonic() - wall_start_s,
-                "clock": self.clock.describe(),
-                "clock_origin_s": self.clock.now() - self.clock.elapsed_s(),
-                "data_dir": str(self.data_dir),
-                "analysis": merged_analysis(analyses),
-            }
-            if reason:
-                summary["reason"] = reason
-            if self.lab is not None:
-                self.clock.quiesce()  # the run's last writes reach the simulators first
-                summary["ground_truth"] = self.lab.ground_truth()
-                # as the simulators know it, after the plan's own clean-up and before ours
-                summary["safe_state"] = self.lab.safe_state()
-                summary["faults_injected"] = self.lab.injected_faults()
-                extra_arrays = {}
-                if runner.ground_truth is not None:
-                    extra = runner.ground_truth(self.lab, summary["analysis"])
-                    extra_arrays = extra.pop("arrays", {})
-                    summary["ground_truth"].update(extra)
-                truth_file = self._write_truth_arrays(uids, extra_arrays)
-                if truth_file is not None:
-                    summary["ground_truth_file"] = str(truth_file)
-            return RunOutcome(summary=summary, exit_status=exit_status, reason=reason)
+            plan = runner.plan(protocol, self.devices, self.profile, metadata)
+            uids, exit_status, reason = self._run(run_engine, plan, first_status)
         finally:
-            self.clock.remove_barriers()
-            for device in devices.values():
-                close_device(device)
-            if self.lab is not None:
+            for token in tokens:
+                run_engine.unsubscribe(token)
+        summary: dict[str, Any] = {
+            "protocol": str(protocol_path),
+            "protocol_kind": protocol.protocol,
+            "profile": self.profile.profile,
+            "sample": protocol.sample,
+            "run_uids": list(uids),
+            "exit_status": exit_status,
+            "instrument_time_s": self._run_instrument_time_s(first_span),
+            "wall_time_s": time.monotonic() - wall_start_s,
+            "clock": self.clock.describe(),
+            "clock_origin_s": self.clock.now() - self.clock.elapsed_s(),
+            "data_dir": str(self.data_dir),
+            "analysis": merged_analysis(analyses),
+        }
+        if reason:
+            summary["reason"] = reason
+        if self.lab is not None:
+            self.clock.quiesce()  # the run's last writes reach the simulators first
+            summary["ground_truth"] = self.lab.ground_truth()
+            # as the simulators know it, after the plan's own clean-up and before ours
+            summary["safe_state"] = self.lab.safe_state()
+            summary["faults_injected"] = self.lab.injected_faults()
+            extra_arrays = {}
+            if runner.ground_truth is not None:
+                extra = runner.ground_truth(self.lab, summary["analysis"])
+                extra_arrays = extra.pop("arrays", {})
+                summary["ground_truth"].update(extra)
+            truth_file = self._write_truth_arrays(uids, extra_arrays)
+            if truth_file is not None:
+                summary["ground_truth_file"] = str(truth_file)
+        return RunOutcome(summary=summary, exit_status=exit_status, reason=reason)
+
+    def close(self) -> None:
+        """Devices closed, simulators stopped (each step even if an earlier one failed)."""
+        clock = getattr(self, "clock", None)
+        if clock is not None:
+            clock.remove_barriers()
+        for device in getattr(self, "devices", {}).values():
+            close_device(device)
+        self.devices = {}
+        if self.lab is not None:
+            try:
                 if self._uses_channel_access:
                     from vegard.instruments.diffractometer import release_channel_access
 
                     release_channel_access()  # before the IOC goes away
-                self.lab.stop()
+                    self._uses_channel_access = False
+            finally:
+                lab, self.lab = self.lab, None
+                lab.stop()
 
     def _add_clock_barriers(self, run_engine: RunEngine) -> None:
         """On a virtual clock, a Channel Access round trip to each simulated IOC before
@@ -277,9 +312,9 @@ class Session:
         self._statuses.append((doc["run_start"], doc["exit_status"], doc.get("reason", "")))
         self._run_spans_s[-1][1] = self.clock.now()
 
-    def _run_instrument_time_s(self) -> float:
+    def _run_instrument_time_s(self, first_span: int = 0) -> float:
         """Instrument time spent inside runs (start to stop document), summed."""
-        return sum(end - start for start, end in self._run_spans_s)
+        return sum(end - start for start, end in self._run_spans_s[first_span:])
 
     def _connect(self, names: Sequence[str]) -> dict[str, Any]:
         devices = {}
@@ -300,7 +335,8 @@ class Session:
                 call_in_bluesky_event_loop(device.connect(timeout=settings.timeout_s * 5))
         return devices
 
-    def _run(self, run_engine: RunEngine, plan) -> tuple[list[str], str, str]:
+    def _run(self, run_engine: RunEngine, plan, first_status: int = 0
+             ) -> tuple[list[str], str, str]:
         error_text = ""
         try:
             run_engine(plan)
@@ -309,8 +345,9 @@ class Session:
         except Exception as error:  # the run is closed and recorded; report, don't crash
             cause = failure_cause(error)  # the device's error, not bluesky's status wrapper
             error_text = f"{type(cause).__name__}: {cause}"
-        uids = [uid for uid, _, _ in self._statuses]
-        failures = [(status, reason) for _, status, reason in self._statuses if status != "success"]
+        statuses = self._statuses[first_status:]
+        uids = [uid for uid, _, _ in statuses]
+        failures = [(status, reason) for _, status, reason in statuses if status != "success"]
         if failures:
             return uids, failures[0][0], error_text or failures[0][1]
         if error_text:

@@ -127,6 +127,10 @@ class Profile(StrictModel):
     simulation: SimulationSettings = SimulationSettings()
     devices: DeviceSettings
 
+    def device_names(self) -> list[str]:
+        """The devices this profile describes, in declaration order."""
+        return [name for name, settings in self.devices if settings is not None]
+
     def simulated_devices(self) -> list[str]:
         return [
             name for name, settings in self.devices
