@@ -14,14 +14,16 @@ puts DC and AC to 0 V, and reports what the controller then says.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import numpy as np
+from bluesky.protocols import Preparable, Triggerable
 from ophyd_async.core import (
     Array1D,
     AsyncStatus,
+    StandardReadable,
     StandardReadableFormat,
     soft_signal_r_and_setter,
     soft_signal_rw,
@@ -120,6 +122,7 @@ class BandExcitationAfm(ArrayStreamingDetector):
             self.normal_force_nn = driver_signal_r(
                 float, controller.normal_force_nn, units="nN",
                 source=f"visa://{address}/FORC:SETP", **common)
+        self.tracking_image = TrackingImage(self.topography_image)
         super().__init__(directory_provider, arrays={}, name=name)
 
     async def _connect_controller(self, timeout: float) -> None:
@@ -152,6 +155,8 @@ class BandExcitationAfm(ArrayStreamingDetector):
                 f"{self.name}: controller reports {self._frequencies_hz.size} bins, "
                 f"asked for {value.excitation.bins}")
         self._line_duration_s = await controller.line_duration_s()
+        if value.point:  # the point is the one-pixel raster's centre
+            await controller.move_tip(value.area.center_x_nm, value.area.center_y_nm)
         self._settings = value
         shape = (value.pixels_per_line, len(value.excitation.excitations), value.excitation.bins)
         self._array_specs = {"spectra": ArraySpec(shape, np.complex64)}
@@ -189,6 +194,12 @@ class BandExcitationAfm(ArrayStreamingDetector):
     async def make_safe(self) -> tuple[bool, float, float]:
         """Tip bias output off, DC and AC at 0 V; (output, dc_v, ac_v) as read back."""
         return await self.controller.make_safe()
+
+    async def stop(self, success: bool = True) -> None:
+        """Leave the sample safe (a plan's `bps.stop(afm)`): bias output off at 0 V, then
+        the tip parked off the surface; each repeated until the controller confirms it."""
+        await self.make_safe()
+        await self.controller.park()
 
     # ------------------------------------------------------------------ acquisition
 
@@ -248,6 +259,48 @@ class BandExcitationAfm(ArrayStreamingDetector):
             for row in range(area.pixels_y)
         ]
         return np.stack(lines)
+
+
+@dataclass(frozen=True)
+class TrackingImageSettings:
+    """A fast topography image for drift tracking: where, and at what line rate."""
+
+    area: ScanArea
+    line_rate_hz: float
+
+
+class TrackingImage(StandardReadable, Preparable, Triggerable):
+    """The AFM's fast, unbiased topography image as a detector a plan can drive with
+    messages: `prepare(TrackingImageSettings)`, `trigger()`, then read `image_nm` (lines ×
+    pixels, flattened row by row; `shape` gives them)."""
+
+    def __init__(
+        self, take_image: Callable[[ScanArea, float], Awaitable[np.ndarray]], name: str = ""
+    ) -> None:
+        self._take_image = take_image  # the AFM's, not the AFM: a Device here is a child
+        self._settings: TrackingImageSettings | None = None
+        with readables_in_order(self, StandardReadableFormat.UNCACHED_SIGNAL):
+            self.image_nm, self._set_image = soft_signal_r_and_setter(
+                Array1D[np.float64], units="nm")
+        self.lines, self._set_lines = soft_signal_r_and_setter(int, 0)
+        self.pixels, self._set_pixels = soft_signal_r_and_setter(int, 0)
+        super().__init__(name=name)
+
+    @AsyncStatus.wrap
+    async def prepare(self, value: TrackingImageSettings) -> None:
+        if not value.line_rate_hz > 0:
+            raise ValueError(f"{self.name}: line rate {value.line_rate_hz!r} Hz must be > 0")
+        self._settings = value
+
+    @AsyncStatus.wrap
+    async def trigger(self) -> None:
+        settings = self._settings
+        if settings is None:
+            raise RuntimeError(f"{self.name}: prepare() the tracking image before triggering")
+        image = await self._take_image(settings.area, settings.line_rate_hz)
+        self._set_lines(int(image.shape[0]))
+        self._set_pixels(int(image.shape[1]))
+        self._set_image(np.ascontiguousarray(image.ravel(), dtype=np.float64))
 
 
 def _close(read: tuple, sent: tuple) -> bool:

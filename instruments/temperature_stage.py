@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from bluesky.protocols import Stoppable, Subscribable
+from bluesky.protocols import Movable, Stoppable, Subscribable
 from ophyd_async.core import (
+    AsyncStatus,
+    Device,
     StandardReadable,
     StandardReadableFormat,
     WatchableAsyncStatus,
@@ -82,6 +85,22 @@ class SettleWindow:
         return 0.0 if self.in_band_since_s is None else now_s - self.in_band_since_s
 
 
+class SafeState(Device, Movable):
+    """Leaving the stage safe, as a plan says it: `bps.mv(stage.safe_state, 295.0)`.
+
+    Setting it runs `TemperatureStage.make_safe` with that safe temperature; `action`
+    then says what was done (a setpoint, or the heater switched off)."""
+
+    def __init__(self, make_safe: Callable[[float], Awaitable[str]], name: str = "") -> None:
+        self._make_safe = make_safe
+        self.action, self._set_action = soft_signal_r_and_setter(str, "")
+        super().__init__(name=name)
+
+    @AsyncStatus.wrap
+    async def set(self, value: float) -> None:
+        self._set_action(await self._make_safe(float(value)))
+
+
 class TemperatureStage(PolledMonitor, StandardReadable, Subscribable, Stoppable):
     """Control temperature, sample temperature, heater output, setpoint and ramp."""
 
@@ -141,6 +160,7 @@ class TemperatureStage(PolledMonitor, StandardReadable, Subscribable, Stoppable)
             )
             self.settle_tolerance_k = soft_signal_rw(float, 0.1, units="K")
             self.settle_time_s = soft_signal_rw(float, 60.0, units="s")
+        self.safe_state = SafeState(self.make_safe)
         super().__init__(name=name)
 
     async def _connect_controller(self, timeout: float) -> None:

@@ -78,10 +78,9 @@ def await_call(factory):
 
 
 def make_tip_safe(afm: BandExcitationAfm):
-    """Bias output off and 0 V, then the tip parked off the surface. The driver repeats each
-    until the controller's read-back confirms it, and raises if it never does."""
-    yield from await_call(afm.make_safe)
-    yield from await_call(afm.controller.park)
+    """Bias output off and 0 V, then the tip parked off the surface (`afm.stop`). The driver
+    repeats each until the controller's read-back confirms it, and raises if it never does."""
+    yield from bps.stop(afm)
 
 
 def map_lines(
@@ -223,8 +222,7 @@ def band_excitation_spectrum(
     @bpp.stage_decorator([afm])
     @bpp.run_decorator(md=metadata)
     def point():
-        yield from bps.prepare(afm, settings, wait=True)
-        yield from await_call(lambda: afm.controller.move_tip(x_nm, y_nm))
+        yield from bps.prepare(afm, settings, wait=True)  # moves the tip to the point
         yield from bps.trigger_and_read([afm])
 
     return (yield from bpp.finalize_wrapper(point(), make_tip_safe(afm)))

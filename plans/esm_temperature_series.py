@@ -22,10 +22,14 @@ from ophyd_async.core import StandardReadable, soft_signal_rw
 
 from vegard.analysis.image_registration import image_shift_px
 from vegard.instruments.afm_controller import ScanArea
-from vegard.instruments.band_excitation_afm import AcquisitionSettings, BandExcitationAfm
+from vegard.instruments.band_excitation_afm import (
+    AcquisitionSettings,
+    BandExcitationAfm,
+    TrackingImageSettings,
+)
 from vegard.instruments.temperature_stage import TemperatureStage
 
-from .band_excitation import await_call, make_tip_safe, map_lines, map_metadata
+from .band_excitation import make_tip_safe, map_lines, map_metadata
 from .temperature_guard import TemperatureGuard
 from .temperature_steps import temperature_steps
 
@@ -110,7 +114,12 @@ def esm_temperature_series(
         assert tracking is not None
         area = tracking.area(base, base.center_x_nm + offset_nm[0],
                              base.center_y_nm + offset_nm[1])
-        image = yield from await_call(lambda: afm.topography_image(area, tracking.line_rate_hz))
+        imager = afm.tracking_image
+        yield from bps.prepare(imager, TrackingImageSettings(area, tracking.line_rate_hz),
+                               wait=True)
+        yield from bps.trigger(imager, wait=True)
+        flat = yield from bps.rd(imager.image_nm)
+        image = np.asarray(flat).reshape(area.pixels_y, area.pixels_x)
         quality = 1.0
         if not reference:
             reference.append(image)

@@ -46,9 +46,9 @@ def temperature_steps(
 ):
     """Settle at each of `temperatures_k` in turn and run `per_step` there.
 
-    On any exit other than success the stage is made safe (`TemperatureStage.make_safe`:
-    `safe_temperature_k`, or the heater off if the stage is out of its rated range or
-    cannot be read); on success it is sent to `final_temperature_k` if given (neither waits).
+    On any exit other than success the stage is made safe (`stage.safe_state`, which runs
+    `TemperatureStage.make_safe`: `safe_temperature_k`, or the heater off if the stage is
+    out of its rated range or cannot be read); on success it is sent to `final_temperature_k` if given (neither waits).
     """
     temperatures_k = [float(t) for t in temperatures_k]
     if not temperatures_k:
@@ -96,8 +96,9 @@ def temperature_steps(
     def leave_stage():
         # waits only for the setpoint write, not for the stage to get there
         if not completed:
-            (task,) = yield from bps.wait_for([lambda: stage.make_safe(safe_temperature_k)])
-            logger.warning("%s left safe: %s", stage.name, task.result())
+            yield from bps.mv(stage.safe_state, safe_temperature_k)
+            action = yield from bps.rd(stage.safe_state.action)
+            logger.warning("%s left safe: %s", stage.name, action)
         elif final_temperature_k is not None:
             yield from bps.abs_set(stage.setpoint_k, final_temperature_k, wait=True)
 
