@@ -25,15 +25,17 @@ or frames lost on the wire (`LineTransferError`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from bluesky.protocols import Stoppable
+from bluesky.protocols import Movable, Stoppable, Triggerable
 from ophyd_async.core import (
     Array1D,
     AsyncStatus,
+    Device,
+    StandardReadable,
     StandardReadableFormat,
     soft_signal_r_and_setter,
     soft_signal_rw,
@@ -104,6 +106,57 @@ class FlyLineSettings:
     pixels_per_line: int
 
 
+@dataclass(frozen=True)
+class SearchSettings:
+    """Frames for a peak search: returned to the plan, not recorded."""
+
+    roi: DetectorRoi
+    exposure_s: float
+    trigger: PositionTrigger
+
+
+class LineArm(Device, Movable):
+    """`bps.mv(detector.line_arm, trigger)`: arm the position-compare trigger of the next
+    fly line (the frames are then taken by the detector's `trigger()`)."""
+
+    def __init__(self, arm: Callable[[PositionTrigger], Awaitable[None]], name: str = "") -> None:
+        self._arm = arm
+        super().__init__(name=name)
+
+    @AsyncStatus.wrap
+    async def set(self, value: PositionTrigger) -> None:
+        await self._arm(value)
+
+
+class SearchFrames(StandardReadable, Movable, Triggerable):
+    """Peak-search frames as messages: `bps.mv(detector.search, SearchSettings(...))` arms
+    them, `bps.trigger(detector.search, wait=True)` fetches them into `counts` (frames ×
+    rows × columns, flattened; `frames`, `rows`, `columns` give the shape)."""
+
+    def __init__(self, arm: Callable[[DetectorRoi, float, PositionTrigger], Awaitable[None]],
+                 fetch: Callable[[], Awaitable[FrameSet]], name: str = "") -> None:
+        self._arm, self._fetch = arm, fetch
+        with readables_in_order(self, StandardReadableFormat.UNCACHED_SIGNAL):
+            self.counts, self._set_counts = soft_signal_r_and_setter(Array1D[np.uint16])
+        self.frames, self._set_frames = soft_signal_r_and_setter(int, 0)
+        self.rows, self._set_rows = soft_signal_r_and_setter(int, 0)
+        self.columns, self._set_columns = soft_signal_r_and_setter(int, 0)
+        super().__init__(name=name)
+
+    @AsyncStatus.wrap
+    async def set(self, value: SearchSettings) -> None:
+        await self._arm(value.roi, value.exposure_s, value.trigger)
+
+    @AsyncStatus.wrap
+    async def trigger(self) -> None:
+        counts = (await self._fetch()).counts
+        frames, rows, columns = counts.shape
+        self._set_frames(int(frames))
+        self._set_rows(int(rows))
+        self._set_columns(int(columns))
+        self._set_counts(np.ascontiguousarray(counts.ravel(), dtype=np.uint16))
+
+
 class AreaDetector(ArrayStreamingDetector, Stoppable):
     """Photon-counting area detector triggered by the sample piezo's position."""
 
@@ -137,6 +190,8 @@ class AreaDetector(ArrayStreamingDetector, Stoppable):
                 Array1D[np.float64], units="s")
         with readables_in_order(self, StandardReadableFormat.CONFIG_SIGNAL):
             self.exposure_s, self._set_exposure = soft_signal_r_and_setter(float, units="s")
+        self.line_arm = LineArm(self.arm_line)
+        self.search = SearchFrames(self.arm_search, self.fetch_search)
         super().__init__(directory_provider, arrays={}, name=name)
 
     async def connect(self, mock=False, timeout: float = 10.0, force_reconnect: bool = False):

@@ -28,6 +28,7 @@ from functools import cached_property
 
 import aioca
 from aioca import _catools
+from bluesky.protocols import Stoppable
 from ophyd_async.core import AsyncStatus, SignalR, StandardReadable, wait_for_value
 from ophyd_async.epics.motor import Motor, MotorFlyableMovableLogic
 
@@ -143,7 +144,7 @@ def release_channel_access() -> None:
     _catools._Context._teardown()
 
 
-class Diffractometer(StandardReadable):
+class Diffractometer(StandardReadable, Stoppable):
     """Sample piezo x/y (µm), eta, phi, nu, delta (deg) and the X-ray energy (eV)."""
 
     def __init__(self, prefix: str, name: str = "") -> None:
@@ -184,6 +185,10 @@ class Diffractometer(StandardReadable):
     def motors(self) -> dict[str, Motor]:
         """Every axis by its child name."""
         return {name: getattr(self, name) for name in MOTOR_PV_SUFFIXES}
+
+    async def stop(self, success: bool = False) -> None:
+        """`bps.stop(diffractometer)`: every axis halted where it is (`safe_park`)."""
+        await self.safe_park()
 
     async def safe_park(self, timeout_s: float = PARK_TIMEOUT_S) -> None:
         """Stop every axis and return once all report done (DMOV=1).

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-from bluesky.protocols import Reading, Stoppable, Subscribable
-from ophyd_async.core import StandardReadable, StandardReadableFormat
+from bluesky.protocols import Movable, Reading, Stoppable, Subscribable
+from ophyd_async.core import AsyncStatus, Device, StandardReadable, StandardReadableFormat
 
 from vegard.clock import WALL_CLOCK, InstrumentClock
 
@@ -32,6 +34,36 @@ def c_rate_current_a(c_rate: float, *, active_mass_mg: float,
                      capacity_mah_per_g: float = 147.0) -> float:
     """The current of a C-rate for an electrode (C/15 → `c_rate=1/15`: full charge in 15 h)."""
     return c_rate * active_mass_mg * capacity_mah_per_g * 1e-6
+
+
+@dataclass(frozen=True)
+class GalvanostaticCharge:
+    """Constant current (> 0) until the potential reaches the limit."""
+
+    current_a: float
+    voltage_limit_v: float
+
+
+@dataclass(frozen=True)
+class PotentialHold:
+    potential_v: float
+
+
+Technique = GalvanostaticCharge | PotentialHold
+
+
+class CellTechnique(Device, Movable):
+    """What the cell is doing, as a plan sets it: `bps.mv(potentiostat.technique,
+    GalvanostaticCharge(...))`. Done when the instrument has taken it; `bps.stop` on the
+    potentiostat puts the cell at rest."""
+
+    def __init__(self, start: Callable[[Technique], Awaitable[None]], name: str = "") -> None:
+        self._start = start
+        super().__init__(name=name)
+
+    @AsyncStatus.wrap
+    async def set(self, value: Technique) -> None:
+        await self._start(value)
 
 
 class Potentiostat(PolledMonitor, StandardReadable, Subscribable, Stoppable):
@@ -78,6 +110,7 @@ class Potentiostat(PolledMonitor, StandardReadable, Subscribable, Stoppable):
             self.potential_setpoint_v = driver_signal_rw(
                 float, driver.potential_setpoint_v, driver.set_potential_setpoint_v, units="V",
                 source=source("VOLT"), **common)
+        self.technique = CellTechnique(self.start)
         super().__init__(name=name)
 
     async def _connect_driver(self, timeout: float) -> None:
@@ -87,6 +120,14 @@ class Potentiostat(PolledMonitor, StandardReadable, Subscribable, Stoppable):
                 self._connected = True
 
     # ------------------------------------------------------------------ techniques
+
+    async def start(self, technique: Technique) -> None:
+        if isinstance(technique, GalvanostaticCharge):
+            await self.start_charge(technique.current_a, technique.voltage_limit_v)
+        elif isinstance(technique, PotentialHold):
+            await self.hold_potential(technique.potential_v)
+        else:
+            raise TypeError(f"{self.name}: no technique {technique!r}")
 
     async def start_charge(self, current_a: float, voltage_limit_v: float) -> None:
         """Galvanostatic charge at `current_a` (> 0) until the potential reaches the limit."""

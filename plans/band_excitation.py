@@ -71,12 +71,6 @@ def map_metadata(afm: BandExcitationAfm, settings: AcquisitionSettings) -> dict[
     }
 
 
-def await_call(factory):
-    """Run a device coroutine from a plan and return its result (or raise its error)."""
-    (task,) = yield from bps.wait_for([factory])
-    return task.result()
-
-
 def make_tip_safe(afm: BandExcitationAfm):
     """Bias output off and 0 V, then the tip parked off the surface (`afm.stop`). The driver
     repeats each until the controller's read-back confirms it, and raises if it never does."""

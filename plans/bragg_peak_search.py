@@ -31,10 +31,9 @@ from vegard.diffraction_geometry import (
     pixel_q,
     rocking_angles_deg,
 )
-from vegard.instruments.area_detector import AreaDetector
+from vegard.instruments.area_detector import AreaDetector, SearchSettings
 from vegard.instruments.area_detector_driver import PositionTrigger
 
-from .band_excitation import await_call
 from .retakes import mv_retrying
 
 if TYPE_CHECKING:  # Channel Access is loaded only by a session that uses it
@@ -116,11 +115,12 @@ def find_bragg_peak(
         yield from mv_retrying(diffractometer.sample_x_um, x_um, diffractometer.sample_y_um, y_um,
                                diffractometer.eta_deg, float(etas[0] - run_up))
         trigger = PositionTrigger("eta_deg", float(etas[0]), settings.step_deg, points)
-        yield from await_call(
-            lambda t=trigger: detector.arm_search(settings.roi, settings.exposure_s, t))
+        yield from bps.mv(detector.search,
+                          SearchSettings(settings.roi, settings.exposure_s, trigger))
         yield from bps.mv(diffractometer.eta_deg, float(etas[-1] + run_up))
-        frames = yield from await_call(detector.fetch_search)
-        total += frames.counts
+        yield from bps.trigger(detector.search, wait=True)
+        counts = yield from bps.rd(detector.search.counts)
+        total += np.asarray(counts).reshape(points, *settings.roi.shape)
     energy_ev = yield from bps.rd(diffractometer.energy_ev)
     geometry = replace(geometry, energy_ev=float(energy_ev))
     return peak_from_volume(total, geometry, etas, phi_deg, nu_deg, delta_deg, settings.roi)

@@ -28,9 +28,8 @@ from ophyd_async.core import StandardReadable, soft_signal_rw
 
 from vegard.diffraction_geometry import DiffractometerGeometry
 from vegard.instruments.area_detector import AreaDetector
-from vegard.instruments.potentiostat import Potentiostat
+from vegard.instruments.potentiostat import GalvanostaticCharge, Potentiostat
 
-from .band_excitation import await_call
 from .bragg_peak_search import PeakSearchSettings, find_bragg_peak
 from .rocking_map import RockingMapSettings, rocking_map_lines, sxdm_metadata
 
@@ -124,8 +123,8 @@ def operando_sxdm(
     def charge_and_map():
         yield from bps.monitor(potentiostat, name=monitor_stream)
         yield from bps.prepare(detector, map_settings.fly_settings, wait=True)
-        yield from await_call(
-            lambda: potentiostat.start_charge(charge.current_a, charge.voltage_limit_v))
+        yield from bps.mv(potentiostat.technique,
+                          GalvanostaticCharge(charge.current_a, charge.voltage_limit_v))
         yield from maps()
         yield from bps.unmonitor(potentiostat)
 
@@ -134,31 +133,31 @@ def operando_sxdm(
         return (yield from _run_with_stop_reason(charge_and_map(), metadata, stop))
 
     def make_safe():
-        yield from await_call(potentiostat.rest)
-        yield from await_call(detector.stop)
+        yield from bps.stop(potentiostat)  # at rest: open circuit, confirmed
+        yield from bps.stop(detector)
 
     def on_failure(error):  # the error is raised again after this (auto_raise)
-        yield from await_call(diffractometer.safe_park)
+        yield from bps.stop(diffractometer)  # every axis halted where it is
 
     return (yield from bpp.finalize_wrapper(
         bpp.contingency_wrapper(inner(), except_plan=on_failure), make_safe()))
 
 
 def _limit_reached(potentiostat: Potentiostat):
-    reached = yield from await_call(potentiostat.driver.limit_reached)
+    reached = yield from bps.rd(potentiostat.limit_reached)
     return bool(reached)
 
 
 def _limit_reason(potentiostat: Potentiostat, charge: ChargeSettings, maps_done: int):
     """Why the maps stopped at the limit; "early" if the cell took too little charge."""
-    cell = yield from await_call(potentiostat.driver.read_all)
+    charge_mah = yield from bps.rd(potentiostat.charge_mah)
     reason = (f"voltage limit {charge.voltage_limit_v:g} V reached after {maps_done} maps, "
-              f"{cell.charge_mah:.4g} mAh charged")
+              f"{charge_mah:.4g} mAh charged")
     expected = charge.expected_capacity_mah
-    if expected and cell.charge_mah < EARLY_CHARGE_FRACTION * expected:
+    if expected and charge_mah < EARLY_CHARGE_FRACTION * expected:
         reason = (f"voltage limit {charge.voltage_limit_v:g} V reached early: "
-                  f"{cell.charge_mah:.4g} mAh of {expected:.4g} mAh expected "
-                  f"({100 * cell.charge_mah / expected:.0f} %), after {maps_done} maps; "
+                  f"{charge_mah:.4g} mAh of {expected:.4g} mAh expected "
+                  f"({100 * charge_mah / expected:.0f} %), after {maps_done} maps; "
                   "cell at open circuit")
     return reason
 

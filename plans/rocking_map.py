@@ -36,7 +36,6 @@ from vegard.instruments.area_detector import AreaDetector, BadLineError, FlyLine
 from vegard.instruments.area_detector_driver import PositionTrigger
 from vegard.instruments.errors import MotorStalledError
 
-from .band_excitation import await_call
 from .retakes import mv_retrying, with_retakes
 
 if TYPE_CHECKING:  # Channel Access is loaded only by a session that uses it
@@ -138,7 +137,7 @@ def rocking_map_lines(
         yield from bps.mv(x_axis.velocity, FAST_PIEZO_UM_PER_S)
         yield from bps.mv(x_axis, run_up_start, y_axis, y, eta_axis, eta)
         yield from bps.mv(x_axis.velocity, velocity)
-        yield from await_call(lambda: detector.arm_line(trigger))
+        yield from bps.mv(detector.line_arm, trigger)
         yield from bps.mv(x_axis, fly_end)
         yield from bps.mv(detector.row, row, detector.eta_index, eta_index)
         yield from bps.trigger_and_read([detector, diffractometer, *readables])
@@ -150,7 +149,7 @@ def rocking_map_lines(
                 yield from with_retakes(
                     lambda row=row, y=y, i=eta_index, eta=float(eta): fly_line(row, y, i, eta),
                     f"map {map_index} row {row} eta {eta_index}", RETAKABLE,
-                    before_retake=lambda: await_call(detector.stop),
+                    before_retake=lambda: bps.stop(detector),
                     message="{what}: re-taking the line ({attempt} of {retakes}): {cause}")
     finally:
         yield from bps.mv(x_axis.velocity, FAST_PIEZO_UM_PER_S)
@@ -181,6 +180,6 @@ def rocking_map(
                                      eta_center_deg=eta_center_deg)
 
     def disarm():
-        yield from await_call(detector.stop)
+        yield from bps.stop(detector)
 
     return (yield from bpp.finalize_wrapper(inner(), disarm()))

@@ -48,7 +48,8 @@ def temperature_steps(
 
     On any exit other than success the stage is made safe (`stage.safe_state`, which runs
     `TemperatureStage.make_safe`: `safe_temperature_k`, or the heater off if the stage is
-    out of its rated range or cannot be read); on success it is sent to `final_temperature_k` if given (neither waits).
+    out of its rated range or cannot be read); on success it is sent to
+    `final_temperature_k` if given (neither waits).
     """
     temperatures_k = [float(t) for t in temperatures_k]
     if not temperatures_k:

@@ -112,9 +112,11 @@ class Session:
     profile_source: str = "profile"
     clock: InstrumentClock = field(init=False)
     lab: SimulatedLab | None = field(init=False, default=None)
+    """Kept after `close` (stopped): its models and command logs are the post-mortem."""
     run_engine: RunEngine = field(init=False)
     devices: dict[str, Any] = field(init=False, default_factory=dict)
     _uses_channel_access: bool = field(init=False, default=False)
+    _lab_running: bool = field(init=False, default=False)
     """A simulated IOC is served: close libca's context before stopping it."""
 
     def __post_init__(self) -> None:
@@ -178,6 +180,7 @@ class Session:
         try:
             if self.lab is not None:
                 self.lab.start()
+                self._lab_running = True
                 environment = self.lab.client_environment()
                 if environment:  # Channel Access is loaded only for a session that uses it
                     from vegard.instruments.diffractometer import (
@@ -256,7 +259,7 @@ class Session:
         for device in getattr(self, "devices", {}).values():
             close_device(device)
         self.devices = {}
-        if self.lab is not None:
+        if self.lab is not None and self._lab_running:
             try:
                 if self._uses_channel_access:
                     from vegard.instruments.diffractometer import release_channel_access
@@ -264,8 +267,8 @@ class Session:
                     release_channel_access()  # before the IOC goes away
                     self._uses_channel_access = False
             finally:
-                lab, self.lab = self.lab, None
-                lab.stop()
+                self._lab_running = False
+                self.lab.stop()
 
     def _add_clock_barriers(self, run_engine: RunEngine) -> None:
         """On a virtual clock, a Channel Access round trip to each simulated IOC before

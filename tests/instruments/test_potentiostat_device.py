@@ -13,7 +13,7 @@ import pytest
 from bluesky.run_engine import call_in_bluesky_event_loop
 from virtual_engines import close_virtual_run_engine, make_virtual_run_engine
 
-from vegard.instruments.potentiostat import Potentiostat, c_rate_current_a
+from vegard.instruments.potentiostat import GalvanostaticCharge, Potentiostat, c_rate_current_a
 from vegard.instruments.potentiostat_driver import (
     CellMode,
     PotentiostatDriver,
@@ -24,7 +24,6 @@ from vegard.instruments.visa_connection import (
     InstrumentCommunicationError,
     InstrumentReplyError,
 )
-from vegard.plans.band_excitation import await_call
 from vegard.simulators.lmno_cell import LmnoCell
 from vegard.simulators.potentiostat import PotentiostatEmulator
 from vegard.simulators.scpi_server import Instrument, ScpiServer
@@ -193,12 +192,12 @@ def test_monitored_stream_in_a_run_engine(url, clock, RE) -> None:
     def plan():
         yield from bps.open_run()
         yield from bps.monitor(device, name="potentiostat_monitor")
-        yield from await_call(lambda: device.start_charge(C15_A, 4.9))
+        yield from bps.mv(device.technique, GalvanostaticCharge(C15_A, 4.9))
         for _ in range(3):
             yield from bps.trigger_and_read([device])
             yield from bps.sleep(1200.0)  # instrument seconds: two polls each
         yield from bps.unmonitor(device)
-        yield from await_call(device.rest)
+        yield from bps.stop(device)  # at rest
         yield from bps.close_run()
 
     try:
