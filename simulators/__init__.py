@@ -2,16 +2,16 @@
 
 No bluesky or ophyd imports here: a simulator is a server, not a device. Only
 the standard library, numpy and `vegard.clock` are used, so a simulator can run
-in a process of its own (`vegard sim serve`).
+in a process of its own (`vegard sim serve`). Which simulator serves which
+instrument kind is declared by the kinds (`vegard.kinds.instruments`).
 """
 
-from .lab import SIMULATORS, SimulatedLab, SimulatorKind, model_classes, parameter_specs
+from .lab import SimulatedLab, SimulatorKind, default_instruments, parameter_specs, simulator_kinds
 from .parameters import Parameter, SimulatorParameterError, parameter_table, resolve_parameters
 from .scpi_server import Instrument, ScpiError, ScpiServer
 from .serve import serve_forever
 
 __all__ = [
-    "SIMULATORS",
     "Instrument",
     "Parameter",
     "ScpiError",
@@ -19,9 +19,10 @@ __all__ = [
     "SimulatedLab",
     "SimulatorKind",
     "SimulatorParameterError",
-    "model_classes",
+    "default_instruments",
     "parameter_specs",
     "parameter_table",
     "resolve_parameters",
     "serve_forever",
+    "simulator_kinds",
 ]

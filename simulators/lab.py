@@ -1,41 +1,39 @@
 """The simulated lab of a dry run: one clock, every simulator model, and their servers.
 
-New instruments plug in by adding a `SimulatorKind` to `SIMULATORS`: a model
-class declaring `PARAMETERS` and built as `model(clock, parameters, seed, **peers)`,
-and how it is reached (`transport`): an emulator class built as `emulator(model)`
-and served by a `ScpiServer` on TCP (a VISA address, or a pyserial `socket://` URL
-for instruments on a serial line), or a model that serves itself (`start()`,
-`stop()`, `address`, optionally `client_environment()`; built with `port=` too),
-like the diffractometer's Channel Access IOC. `peers` names the models of other
-instruments this one is physically coupled to (the AFM sits on the temperature
-stage: its sample temperature and thermal drift come from there); they are built
-first and passed by keyword. A lab may build only some instruments
-(`instruments=`): those and, transitively, their peers.
+Which simulator a device gets is part of its instrument kind (`vegard.registry`):
+each installed kind (entry point group `vegard.instrument_kinds`) may give a
+`SimulatorKind`: a model class declaring `PARAMETERS` and built as
+`model(clock, parameters, seed, **peers)`, and how it is reached (`transport`): an
+emulator class built as `emulator(model)` and served by a `ScpiServer` on TCP (a
+VISA address, or a pyserial `socket://` URL for instruments on a serial line), or a
+model that serves itself (`start()`, `stop()`, `address`, optionally
+`client_environment()`; built with `port=` too), like the diffractometer's Channel
+Access IOC. `peers` names the models of other instruments this one is physically
+coupled to, by keyword and driver (the AFM sits on the temperature stage: its sample
+temperature and thermal drift come from there); they are built first. A lab builds
+the instruments it is given by name (a profile's device names, with their drivers)
+and, transitively, their peers; without names, every kind at its usual name.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import entry_points
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
 from vegard.clock import InstrumentClock
 
-from .afm import AtomicForceMicroscope
-from .afm_controller import AfmController
-from .diffractometer_ioc import SimulatedDiffractometer
-from .lakeshore336 import LakeShore336
 from .link_costs import LINK_PARAMETER_NAMES, LinkCosts
-from .lmno_cell import LmnoCell
-from .maxipix import MaxipixEmulator
 from .parameters import Parameter, resolve_parameters
-from .potentiostat import PotentiostatEmulator
 from .scpi_server import LOOPBACK_HOST, Instrument, ScpiServer
-from .sxdm_endstation import SxdmEndStation
-from .temperature_stage import TemperatureStage
 from .wire_faults import WIRE_FAULT_NAMES, WIRE_FAULT_PARAMETERS, WireFaults
+
+INSTRUMENT_KINDS_GROUP = "vegard.instrument_kinds"
+"""Where installed instrument kinds are declared (as `vegard.registry` reads them)."""
 
 Transport = Literal["visa", "serial", "self"]
 
@@ -66,7 +64,8 @@ class SimulatorKind:
     model: type
     emulator: type[Instrument] | None = None
     """The wire emulator a `ScpiServer` serves (transports "visa" and "serial")."""
-    peers: tuple[str, ...] = ()
+    peers: Mapping[str, str] = field(default_factory=dict)
+    """keyword → driver of each coupled instrument's model the model is built with."""
     transport: Transport = "visa"
     """"visa": TCP, VISA socket address; "serial": TCP reached like a serial line (pyserial
     `socket://` URL); "self": the model serves itself (`start`, `stop`, `address`)."""
@@ -81,35 +80,35 @@ class SimulatorKind:
         return self.transport == "serial"
 
 
-SIMULATORS: dict[str, SimulatorKind] = {
-    "temperature_stage": SimulatorKind(model=TemperatureStage, emulator=LakeShore336),
-    "afm": SimulatorKind(
-        model=AtomicForceMicroscope, emulator=AfmController, peers=("temperature_stage",)
-    ),
-    "potentiostat": SimulatorKind(
-        model=LmnoCell, emulator=PotentiostatEmulator, transport="serial"
-    ),
-    "diffractometer": SimulatorKind(model=SimulatedDiffractometer, transport="self"),
-    "area_detector": SimulatorKind(
-        model=SxdmEndStation, emulator=MaxipixEmulator, peers=("potentiostat", "diffractometer")
-    ),
-}
-"""Instrument name (as in profiles) → how to simulate it. Peers come before their users."""
+@cache
+def simulator_kinds() -> dict[str, tuple[str, SimulatorKind]]:
+    """driver → (usual instrument name, simulator kind), of every installed instrument
+    kind that has a simulator."""
+    found: dict[str, tuple[str, SimulatorKind]] = {}
+    for point in sorted(entry_points(group=INSTRUMENT_KINDS_GROUP), key=lambda p: p.name):
+        kind = point.load()
+        if kind.simulator is not None:
+            found[kind.driver] = (kind.default_name, kind.simulator())
+    return found
+
+
+def default_instruments() -> dict[str, str]:
+    """Every simulated kind at its usual name: name → driver."""
+    return {name: driver for driver, (name, _) in simulator_kinds().items()}
+
 
 LAB_PARAMETER_SOURCE = "SimulatedLab(parameters=...)"
 
 
-def model_classes() -> dict[str, type]:
-    """Instrument name → model class."""
-    return {name: kind.model for name, kind in SIMULATORS.items()}
-
-
-def parameter_specs() -> dict[str, list[Parameter]]:
+def parameter_specs(instruments: Mapping[str, str] | None = None) -> dict[str, list[Parameter]]:
     """Instrument name → its parameters (the model's, then the wire-fault switches of text
-    instruments), for `parameters.resolve_parameters` and `parameters.parameter_table`."""
+    instruments), for `parameters.resolve_parameters` and `parameters.parameter_table`.
+    `instruments`: name → driver (default: every kind at its usual name)."""
+    kinds = simulator_kinds()
+    named = default_instruments() if instruments is None else instruments
     return {
-        name: [*kind.model.PARAMETERS, *_wire_parameters(kind)]
-        for name, kind in SIMULATORS.items()
+        name: [*kinds[driver][1].model.PARAMETERS, *_wire_parameters(kinds[driver][1])]
+        for name, driver in named.items()
     }
 
 
@@ -121,21 +120,65 @@ def _wire_parameters(kind: SimulatorKind) -> tuple[Parameter, ...]:
     return (*link, *WIRE_FAULT_PARAMETERS)
 
 
+@dataclass(frozen=True)
+class LabPlan:
+    """What a lab builds: name → driver in build order (peers first), and each one's peers
+    (keyword → instrument name)."""
+
+    drivers: dict[str, str]
+    peers: dict[str, dict[str, str]]
+
+
+def plan_lab(instruments: Iterable[str] | Mapping[str, str] | None) -> LabPlan:
+    """The named instruments (names at their usual kind, or name → driver) and,
+    transitively, their peers: a peer is the lab's only instrument of the peer's driver,
+    else one added at its usual name."""
+    kinds = simulator_kinds()
+    usual = default_instruments()
+    if instruments is None:
+        wanted = dict(usual)
+    elif isinstance(instruments, Mapping):
+        wanted = dict(instruments)
+    else:
+        names = list(instruments)
+        unknown = sorted(set(names) - set(usual))
+        if unknown:
+            raise ValueError(
+                f"unknown simulated instruments: {unknown} (known: {', '.join(usual)})")
+        wanted = {name: usual[name] for name in names}
+    unsimulated = sorted(name for name, driver in wanted.items() if driver not in kinds)
+    if unsimulated:
+        raise ValueError(f"no simulator for {unsimulated} (drivers with one: {sorted(kinds)})")
+    drivers: dict[str, str] = {}
+    peers: dict[str, dict[str, str]] = {}
+
+    def add(name: str, driver: str, chain: tuple[str, ...]) -> None:
+        if name in drivers:
+            return
+        if name in chain:
+            raise ValueError(f"simulator peers form a cycle: {' → '.join((*chain, name))}")
+        bound: dict[str, str] = {}
+        for keyword, peer_driver in kinds[driver][1].peers.items():
+            candidates = [n for n, d in wanted.items() if d == peer_driver]
+            if len(candidates) > 1:
+                raise ValueError(
+                    f"{name}: its {keyword} could be any of {candidates} (one per lab)")
+            peer = candidates[0] if candidates else kinds[peer_driver][0]
+            if wanted.setdefault(peer, peer_driver) != peer_driver:
+                raise ValueError(f"{name}: its {keyword} peer {peer!r} is a {wanted[peer]!r}")
+            add(peer, peer_driver, (*chain, name))
+            bound[keyword] = peer
+        drivers[name] = driver
+        peers[name] = bound
+
+    for name, driver in list(wanted.items()):
+        add(name, driver, ())
+    return LabPlan(drivers, peers)
+
+
 def with_peers(instruments: Iterable[str]) -> list[str]:
-    """The named instruments and, transitively, their peers, in `SIMULATORS` order."""
-    wanted = list(instruments)
-    unknown = sorted(set(wanted) - set(SIMULATORS))
-    if unknown:
-        raise ValueError(
-            f"unknown simulated instruments: {unknown} (known: {', '.join(SIMULATORS)})"
-        )
-    needed: set[str] = set()
-    while wanted:
-        name = wanted.pop()
-        if name not in needed:
-            needed.add(name)
-            wanted.extend(SIMULATORS[name].peers)
-    return [name for name in SIMULATORS if name in needed]
+    """The named instruments and, transitively, their peers, peers first."""
+    return list(plan_lab(instruments).drivers)
 
 
 class _ScpiService:
@@ -160,9 +203,11 @@ class _ScpiService:
 class SimulatedLab:
     """Simulated instruments, each served on loopback, sharing one instrument clock.
 
-    `instruments`: build only these and their peers (None: every kind). Parameters are
-    validated for every kind either way (those of kinds not built are not used), and
-    `ports` may name any known kind.
+    `instruments`: build only these (names at their usual kind, or name → driver) and
+    their peers (None: every kind at its usual name). Parameters are validated for every
+    kind at its usual name and every name in `known` (name → driver: a profile's simulated
+    devices) either way (those of instruments not built are not used), and `ports` may name
+    any of them.
     """
 
     def __init__(
@@ -171,12 +216,15 @@ class SimulatedLab:
         parameters: Mapping[str, Mapping[str, float]] | None = None,
         ports: Mapping[str, int] | None = None,
         seed: int = 0,
-        instruments: Iterable[str] | None = None,
+        instruments: Iterable[str] | Mapping[str, str] | None = None,
         host: str = LOOPBACK_HOST,
         allow_remote: bool = False,
+        known: Mapping[str, str] | None = None,
     ) -> None:
         ports = dict(ports or {})
-        unknown = sorted(set(ports) - set(SIMULATORS))
+        plan = plan_lab(instruments)
+        described = {**default_instruments(), **(known or {}), **plan.drivers}
+        unknown = sorted(set(ports) - set(described))
         if unknown:
             raise ValueError(f"ports given for unknown simulated instruments: {unknown}")
         self.clock = clock
@@ -185,18 +233,22 @@ class SimulatedLab:
         """Where every service binds; non-loopback only with `allow_remote` (logged)."""
         self.started_s = clock.now()
         """Instrument time the lab was built: fault schedules (`fault_*_at_s`) count from it."""
+        self.parameter_specs = parameter_specs(described)
+        """Instrument name → parameters, of every instrument whose parameters may be set."""
         self.parameters = resolve_parameters(
-            parameter_specs(), parameters or {}, [], LAB_PARAMETER_SOURCE,
+            self.parameter_specs, parameters or {}, [], LAB_PARAMETER_SOURCE,
             profile_field_prefix="",
         )
-        built = list(SIMULATORS) if instruments is None else with_peers(instruments)
+        self.drivers = dict(plan.drivers)
+        """name → driver of each instrument built, peers first."""
         self.models: dict[str, SimulatorModel] = {}
         self.instruments: dict[str, Instrument] = {}
         self._services: dict[str, Service] = {}
-        for name in built:
-            kind = SIMULATORS[name]
+        kinds = simulator_kinds()
+        for name, driver in plan.drivers.items():
+            kind = kinds[driver][1]
             # Each instrument its own reproducible noise stream, independent of the others.
-            peers = {peer: self.models[peer] for peer in kind.peers}
+            peers = {keyword: self.models[peer] for keyword, peer in plan.peers[name].items()}
             options: dict[str, Any] = {}
             if kind.transport == "self":
                 options.update(port=ports.get(name, 0), host=host, allow_remote=allow_remote)

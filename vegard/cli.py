@@ -87,74 +87,13 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"{summary['wall_time_s']:.1f} s wall ({summary.get('clock', 'clock?')} clock)"
     )
     analysis = summary.get("analysis", {})
-    for step in analysis.get("steps", []):
-        verdict = "ok" if step["within_tolerance"] else "OUT OF TOLERANCE"
-        print(
-            f"  setpoint {step['setpoint_k']:7.2f} K"
-            f"  settled {step['settled_temperature_k']:8.3f} K"
-            f"  sample {step['settled_sample_temperature_k']:8.3f} K"
-            f"  settling {step['settling_time_s']:6.0f} s  {verdict}"
-        )
-    for line in headline_results(analysis):
-        print(line)
-    for line in sxdm_lines(analysis):
+    from vegard.registry import protocol_kinds
+
+    kind = protocol_kinds().get(summary.get("protocol_kind", ""))
+    for line in kind.summary_lines(analysis) if kind is not None else []:
         print(line)
     for figure in analysis.get("figures", []):
         print(f"figure        {figure}")
-
-
-def sxdm_lines(analysis: dict[str, Any]) -> list[str]:
-    """Per map of an operando SXDM run: potential, d400, microstrain, tilt; and the estimate."""
-    lines = []
-    for entry in analysis.get("maps") or []:
-        if not isinstance(entry, dict) or "d400_mean_angstrom" not in entry:
-            continue
-        values = [entry.get(key) for key in ("potential_v", "d400_mean_angstrom",
-                                             "microstrain", "tilt_altitude_max_deg")]
-        if not all(isinstance(v, (int, float)) for v in values):
-            lines.append(f"  map {entry.get('map_index')}: not analysed")
-            continue
-        potential, d400, microstrain, tilt = values
-        lines.append(f"  map {entry['map_index']:>2}  U = {potential:.3f} V  d400 = {d400:.4f} Å"
-                     f"  microstrain {microstrain:.1e}  tilt ≤ {tilt:.3f}°")
-    plateaus = (analysis.get("charge") or {}).get("plateaus_v")
-    if plateaus:
-        lines.append("  plateaus      " + ", ".join(f"{v:.3f} V" for v in plateaus))
-    estimate = analysis.get("estimate")
-    if isinstance(estimate, dict):
-        lines.append(
-            f"  at the beamline: {estimate['maps']} maps of "
-            f"{estimate['map_duration_min']:.1f} min, {estimate['duration_h']:.1f} h, "
-            f"{estimate['frames']:,} frames, "
-            f"{estimate['data_volume_gb']:.1f} GB, dose {estimate['dose_mgy']:.3g} MGy "
-            f"({estimate['exposure_per_frame_s'] * 1e3:g} ms per frame)")
-    return lines
-
-
-HEADLINE_RESULTS = {
-    "activation_energy_kj_mol": ("E_A from a_f (Arrhenius)", "kJ/mol"),
-    "apparent_activation_energy_lf_kj_mol": ("apparent E_A from Ā_LF", "kJ/mol"),
-    "delta_c_over_c_300k": ("Δc/c at 300 K (Eq. 4)", ""),
-    "r_total_ohm": ("R_total = U_ac / I", "Ω"),
-    "a_f_mean_pm": ("a_f (compensated Vegard strain)", "pm"),
-    "a_lf_mean_pm": ("Ā_LF", "pm"),
-    "a_hf_mean_pm": ("A_HF (electrostatic)", "pm"),
-    "resonance_frequency_mean_hz": ("contact resonance", "Hz"),
-    "quality_factor_mean": ("quality factor", ""),
-}
-
-
-def headline_results(analysis: dict[str, Any]) -> list[str]:
-    """The analysis figures a scientist looks for first, with their units."""
-    lines = []
-    for key, (label, unit) in HEADLINE_RESULTS.items():
-        value = analysis.get(key)
-        if not isinstance(value, (int, float)):
-            continue
-        stderr = analysis.get(key.replace("_kj_mol", "_stderr_kj_mol")) if "kj_mol" in key else None
-        spread = f" ± {stderr:.2g}" if isinstance(stderr, (int, float)) else ""
-        lines.append(f"  {label:<34} {value:.4g}{spread} {unit}".rstrip())
-    return lines
 
 
 def _runs(args: argparse.Namespace) -> int:
@@ -191,22 +130,13 @@ def _sim_lab(
     from vegard.clock import InstrumentClock
     from vegard.config.profiles import load_profile
     from vegard.session import build_lab
-    from vegard.simulators.lab import SimulatedLab, parameter_specs
-    from vegard.simulators.parameters import resolve_parameters
 
     profile_path = Path(args.profile) if args.profile else default_sim_profile()
     profile = load_profile(profile_path)
     clock = InstrumentClock(args.speedup or profile.clock.speedup)
     ports = dict(profile.simulation.ports) if fixed_ports else None
-    if host is None:
-        lab = build_lab(profile, str(profile_path), args.set or [], clock, ports=ports)
-    else:  # as build_lab does, on the host asked for
-        parameters = resolve_parameters(
-            parameter_specs(), profile.simulation.parameters, list(args.set or []),
-            str(profile_path),
-        )
-        lab = SimulatedLab(clock, parameters=parameters, ports=ports,
-                           seed=profile.simulation.seed, host=host, allow_remote=allow_remote)
+    lab = build_lab(profile, str(profile_path), args.set or [], clock, ports=ports,
+                    **({} if host is None else {"host": host, "allow_remote": allow_remote}))
     return lab, profile.simulation
 
 
@@ -226,11 +156,10 @@ def _sim_serve(args: argparse.Namespace) -> int:
 
 
 def _sim_params(args: argparse.Namespace) -> int:
-    from vegard.simulators.lab import parameter_specs
     from vegard.simulators.parameters import parameter_table
 
     lab, _ = _sim_lab(args, fixed_ports=False)
-    rows = parameter_table(parameter_specs(), lab.parameters)
+    rows = parameter_table(lab.parameter_specs, lab.parameters)
     if args.json:
         _print_json({"parameters": rows})
         return 0

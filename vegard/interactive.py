@@ -27,7 +27,6 @@ from vegard.clock import InstrumentClock
 from vegard.config.errors import ConfigError
 from vegard.config.profiles import load_profile
 from vegard.config.protocols import load_protocol
-from vegard.protocol_runners import runner_for
 from vegard.session import Session
 from vegard.simulators.lab import SimulatedLab
 
@@ -51,14 +50,13 @@ class OpenLab:
         summary `vegard run --json` prints."""
         path = Path(protocol_path)
         protocol = load_protocol(path)
-        runner = runner_for(protocol)
-        runner.check(protocol, self._session.profile, path)
-        missing = [name for name in runner.devices(protocol) if name not in self.devices]
+        bench = self._session.check(protocol, path)
+        missing = [name for name in bench.names.values() if name not in self.devices]
         if missing:
             raise ConfigError(
                 f"{path}: protocol {protocol.protocol!r} needs devices {missing}, "
                 f"not opened (opened: {sorted(self.devices)})")
-        return self._session.run_protocol(runner, protocol, path).summary
+        return self._session.run_protocol(protocol, path, bench).summary
 
 
 @contextmanager

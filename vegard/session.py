@@ -23,14 +23,15 @@ from vegard.clock import InstrumentClock
 from vegard.config.errors import ConfigError
 from vegard.config.profiles import SIM_ADDRESS, Profile
 from vegard.config.protocols import Protocol
-from vegard.devices import DEVICE_BUILDERS, BuildContext, close_device
+from vegard.devices import BuildContext, build_device, close_device
 from vegard.instruments.visa_connection import VisaConnection
 from vegard.plans.retakes import failure_cause
 from vegard.progress import ProgressPrinter
-from vegard.protocol_runners import merged_analysis, run_metadata, runner_for
+from vegard.registry import Bench, bench_for, merged_analysis, protocol_kind, run_metadata
 from vegard.simulators.control import parse_clock_reply
-from vegard.simulators.lab import SimulatedLab, parameter_specs
+from vegard.simulators.lab import SimulatedLab, default_instruments, parameter_specs
 from vegard.simulators.parameters import resolve_parameters
+from vegard.simulators.scpi_server import LOOPBACK_HOST
 from vegard.store.event_validation import use_flattened_event_schema
 from vegard.store.layout import run_directory
 from vegard.store.writer import RunWriter
@@ -78,16 +79,21 @@ def build_lab(
     clock: InstrumentClock,
     ports: dict[str, int] | None,
     instruments: Sequence[str] | None = None,
+    host: str = LOOPBACK_HOST,
+    allow_remote: bool = False,
 ) -> SimulatedLab:
     """The simulators of a profile, parameters validated (profile, then --set overrides).
 
     `instruments`: only these (and the models they are coupled to); None = all.
     """
+    simulated = {name: profile.devices[name].driver for name in profile.simulated_devices()}
+    known = {**default_instruments(), **simulated}
     parameters = resolve_parameters(
-        parameter_specs(), profile.simulation.parameters, list(overrides), profile_source
+        parameter_specs(known), profile.simulation.parameters, list(overrides), profile_source
     )
+    built = simulated if instruments is None else {name: simulated[name] for name in instruments}
     return SimulatedLab(clock, parameters=parameters, ports=ports, seed=profile.simulation.seed,
-                        instruments=instruments)
+                        instruments=built, known=known, host=host, allow_remote=allow_remote)
 
 
 @dataclass
@@ -153,27 +159,28 @@ class Session:
         )
 
     def execute(self, protocol: Protocol, protocol_path: Path) -> RunOutcome:
-        runner = runner_for(protocol)
-        runner.check(protocol, self.profile, protocol_path)
-        device_names = runner.devices(protocol)
-        for name in device_names:
-            if getattr(self.profile.devices, name, None) is None:
-                raise ConfigError(
-                    f"{self.profile_source}: devices.{name} is missing "
-                    f"(protocol {protocol.protocol!r} needs it)"
-                )
-        self.open(device_names)
+        bench = self.check(protocol, protocol_path)
+        self.open(list(dict.fromkeys(bench.names.values())))
         try:
-            return self.run_protocol(runner, protocol, protocol_path)
+            return self.run_protocol(protocol, protocol_path, bench)
         finally:
             self.close()
+
+    def check(self, protocol: Protocol, protocol_path: Path) -> Bench:
+        """The profile devices that play the protocol's roles, after the protocol's checks
+        against their limits: everything refused here is refused before a device moves."""
+        bench = bench_for(protocol, self.profile, self.profile_source)
+        protocol_kind(protocol).check(protocol, bench, protocol_path)
+        return bench
 
     def open(self, device_names: Sequence[str]) -> None:
         """Clock, simulators (if any), RunEngine with the run store, and the devices
         connected: what a protocol runs on, and what `vegard.open_lab` hands out."""
         for name in device_names:
-            if getattr(self.profile.devices, name, None) is None:
-                raise ConfigError(f"{self.profile_source}: devices.{name} is missing")
+            if name not in self.profile.devices:
+                raise ConfigError(
+                    f"{self.profile_source}: devices.{name} is missing "
+                    f"(the profile has {', '.join(self.profile.devices)})")
         self.clock = self._make_clock()
         self.lab = self._make_lab(device_names)  # validates parameters before starting any
         self.devices = {}
@@ -196,13 +203,15 @@ class Session:
             self.close()
             raise
 
-    def run_protocol(self, runner, protocol: Protocol, protocol_path: Path) -> RunOutcome:
-        """Run one protocol on the open session's devices; its summary."""
+    def run_protocol(self, protocol: Protocol, protocol_path: Path, bench: Bench
+                     ) -> RunOutcome:
+        """Run one checked protocol on the open session's devices; its summary."""
+        kind = protocol_kind(protocol)
         run_engine = self.run_engine
         wall_start_s = time.monotonic()
         first_span = len(self._run_spans_s)
         first_status = len(self._statuses)
-        analyses = runner.analyses(lambda uid: run_directory(self.data_dir, uid) / "figures")
+        analyses = kind.analyses(lambda uid: run_directory(self.data_dir, uid) / "figures")
         tokens = [run_engine.subscribe(analysis) for analysis in analyses]
         try:
             metadata = {
@@ -214,7 +223,8 @@ class Session:
                     **({} if self.clock.virtual else {"speedup": self.clock.speedup}),
                 },
             }
-            plan = runner.plan(protocol, self.devices, self.profile, metadata)
+            devices = {role: self.devices[name] for role, name in bench.names.items()}
+            plan = kind.plan(protocol, devices, bench, metadata)
             uids, exit_status, reason = self._run(run_engine, plan, first_status)
         finally:
             for token in tokens:
@@ -242,8 +252,8 @@ class Session:
             summary["safe_state"] = self.lab.safe_state()
             summary["faults_injected"] = self.lab.injected_faults()
             extra_arrays = {}
-            if runner.ground_truth is not None:
-                extra = runner.ground_truth(self.lab, summary["analysis"])
+            if kind.ground_truth is not None:
+                extra = kind.ground_truth(self.lab, bench.names, summary["analysis"])
                 extra_arrays = extra.pop("arrays", {})
                 summary["ground_truth"].update(extra)
             truth_file = self._write_truth_arrays(uids, extra_arrays)
@@ -322,13 +332,13 @@ class Session:
     def _connect(self, names: Sequence[str]) -> dict[str, Any]:
         devices = {}
         for name in names:
-            settings = getattr(self.profile.devices, name)
+            settings = self.profile.devices[name]
             address = settings.address
             if address == SIM_ADDRESS:
                 assert self.lab is not None
                 address = self.lab.addresses[name]
             context = BuildContext(self.clock, self._writer.arrays_directory)
-            device = DEVICE_BUILDERS[name](settings, address, context)
+            device = build_device(name, settings, address, context)
             devices[name] = device
             # libca's searches and circuits are invisible to a virtual clock: instrument
             # time stands still while a Channel Access device connects (it costs none).

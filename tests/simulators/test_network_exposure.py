@@ -23,7 +23,7 @@ from bound_sockets import TCP_LISTEN, BoundSocket, bound_sockets
 from vegard.cli import main
 from vegard.clock import InstrumentClock
 from vegard.simulators.control import control_server
-from vegard.simulators.lab import SIMULATORS, SimulatedLab
+from vegard.simulators.lab import SimulatedLab, default_instruments
 
 HERE = Path(__file__).resolve().parent
 REPOSITORY = HERE.parents[1]
@@ -43,7 +43,7 @@ def test_full_lab_and_control_server_bind_only_loopback() -> None:
         with control_server(lab) as control:
             opened = [s for s in bound_sockets() if s.inode not in before]
             addresses = [*lab.addresses.values(), control.visa_address]
-    assert set(lab.built) == set(SIMULATORS)
+    assert set(lab.built) == set(default_instruments())
     listening = {s.port for s in opened if s.state == TCP_LISTEN}
     # the listing sees every server: one TCP listener per SCPI instrument and the control
     # port (ports read from their addresses), plus the IOC's TCP circuits and UDP search
@@ -51,7 +51,7 @@ def test_full_lab_and_control_server_bind_only_loopback() -> None:
         if "::" in address or address.startswith("socket://"):
             port = int(address.removesuffix("::SOCKET").rsplit(":", 1)[1])
             assert port in listening, address
-    assert len(listening) == len(SIMULATORS) + 1
+    assert len(listening) == len(default_instruments()) + 1
     assert any(s.udp for s in opened)
     exposed = [str(s) for s in opened if not s.loopback]
     assert not exposed, f"non-loopback sockets: {exposed}"
@@ -172,9 +172,9 @@ def test_sim_serve_on_a_remote_host_warns_and_stops_on_sigterm(tmp_path: Path) -
             watchdog.cancel()
     assert child.returncode == 0, errors
     assert "Traceback" not in errors
-    for name in [*SIMULATORS, "control"]:
+    for name in [*default_instruments(), "control"]:
         assert f"serving {name} on non-loopback host 0.0.0.0" in errors, errors
-    for name in [*(n for n in SIMULATORS if n != "diffractometer"), "control"]:
+    for name in [*(n for n in default_instruments() if n != "diffractometer"), "control"]:
         assert "0.0.0.0" in printed[name], printed
     ca_port = int(printed["EPICS_CA_ADDR_LIST"].rsplit(":", 1)[1])
     by_port = {(s.udp, s.port): s for s in served}

@@ -12,7 +12,7 @@ import pytest
 
 from vegard.clock import InstrumentClock
 from vegard.simulators.control import control_server, parse_clock_reply
-from vegard.simulators.lab import SIMULATORS, SimulatedLab
+from vegard.simulators.lab import SimulatedLab, default_instruments, simulator_kinds
 from vegard.simulators.lakeshore336 import LakeShore336
 from vegard.simulators.parameters import SimulatorParameterError
 from vegard.simulators.serve import serve_forever
@@ -35,7 +35,9 @@ def lab():
 
 
 def test_registry_maps_the_temperature_stage_to_model_and_emulator() -> None:
-    kind = SIMULATORS["temperature_stage"]
+    assert default_instruments()["temperature_stage"] == "lakeshore336"
+    usual_name, kind = simulator_kinds()["lakeshore336"]
+    assert usual_name == "temperature_stage"
     assert kind.model is TemperatureStage
     assert kind.emulator is LakeShore336
 
@@ -207,4 +209,4 @@ def test_parameters_of_instruments_not_built_are_still_checked() -> None:
     lab = SimulatedLab(clock, {"area_detector": {"detector_distance_m": 2.0}},
                        instruments=["area_detector"])
     assert lab.models["area_detector"].geometry(10000.0).distance_m == 2.0
-    assert set(SIMULATORS) >= {"diffractometer", "area_detector"}
+    assert set(default_instruments()) >= {"diffractometer", "area_detector"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vegard.simulators.lab import SIMULATORS, parameter_specs
+from vegard.simulators.lab import default_instruments, parameter_specs
 from vegard.simulators.parameters import (
     Parameter,
     SimulatorParameterError,
@@ -120,7 +120,7 @@ def test_parameter_table_shows_given_values_over_defaults() -> None:
 
 def test_every_simulator_default_is_within_its_own_range() -> None:
     for instrument, parameters in parameter_specs().items():
-        assert instrument in SIMULATORS
+        assert instrument in default_instruments()
         for parameter in parameters:
             assert parameter.admits(parameter.default), (instrument, parameter.name)
             assert parameter.unit or parameter.name.endswith(("_switch", "_fault")), parameter

@@ -80,21 +80,26 @@ clock:
   speedup: 1000
 devices:
   temperature_stage:
+    driver: lakeshore336
     address: "{address['temperature_stage']}"
     minimum_temperature_k: 200
     maximum_temperature_k: 390
   afm:
+    driver: be_afm
     address: "{address['afm']}"
     maximum_bias_v: 5
     scan_range_nm: 20000
   potentiostat:
+    driver: scpi_potentiostat
     address: "{address['potentiostat']}"
     maximum_current_a: 0.001
     maximum_voltage_v: 5.0
   diffractometer:
+    driver: epics_motors
     address: "{address['diffractometer']}"
     sample_range_um: 100
   area_detector:
+    driver: maxipix
     address: "{address['area_detector']}"
     maximum_exposure_s: 0.01
 """
@@ -115,14 +120,14 @@ def test_shipped_protocols_are_accepted_up_to_the_checks(lab, profile):
     so a refusal below is the defect's, not the profile's."""
     from vegard.config.profiles import load_profile
     from vegard.config.protocols import load_protocol
-    from vegard.protocol_runners import runner_for
+    from vegard.registry import bench_for, protocol_kind
 
     loaded = load_profile(profile)
     for path in sorted((REPOSITORY / "configs/protocols").glob("*.yaml")):
         protocol = load_protocol(path)
         if protocol.protocol == "esm_temperature_series":
             continue  # its 400 K step is above this profile's 390 K on purpose
-        runner_for(protocol).check(protocol, loaded, path)
+        protocol_kind(protocol).check(protocol, bench_for(protocol, loaded, str(profile)), path)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name.removesuffix(".yaml") for case in CASES])

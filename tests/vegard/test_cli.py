@@ -95,7 +95,7 @@ def test_bad_protocol_is_refused_before_any_command_reaches_the_instrument(
     profile = tmp_path / "lab.yaml"
     profile.write_text(
         "profile: test-lab\nclock:\n  speedup: 2000\ndevices:\n  temperature_stage:\n"
-        f"    address: {lab.addresses['temperature_stage']}\n"
+        f"    driver: lakeshore336\n    address: {lab.addresses['temperature_stage']}\n"
     )
     code = main(["run", str(protocol), "--profile", str(profile), "--data-dir", str(tmp_path)])
     error = capsys.readouterr().err
@@ -176,7 +176,8 @@ def test_run_against_simulators_served_by_another_process(tmp_path):
         client_profile = tmp_path / "client.yaml"
         client_profile.write_text(
             f"profile: served\nclock:\n  follow: {addresses['control']}\ndevices:\n"
-            f"  temperature_stage:\n    address: {addresses['temperature_stage']}\n"
+            f"  temperature_stage:\n    driver: lakeshore336\n"
+            f"    address: {addresses['temperature_stage']}\n"
         )
         protocol = tmp_path / "short.yaml"
         protocol.write_text(PROTOCOL.read_text().replace("[250, 300, 350]", "[310]"))

@@ -24,7 +24,7 @@ def edited(tmp_path: Path, source: Path, old: str, new: str) -> Path:
     "profile", sorted((REPOSITORY / "configs/profiles").glob("*.yaml")), ids=lambda p: p.name
 )
 def test_shipped_profiles_load(profile: Path):
-    assert load_profile(profile).devices.temperature_stage is not None
+    assert load_profile(profile).devices["temperature_stage"].driver == "lakeshore336"
 
 
 def test_shipped_protocol_loads():

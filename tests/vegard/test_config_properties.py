@@ -18,7 +18,8 @@ from pydantic import BaseModel
 
 from vegard.config.errors import ConfigError
 from vegard.config.profiles import Profile, load_profile
-from vegard.config.protocols import PROTOCOL_MODELS, load_protocol
+from vegard.config.protocols import load_protocol, protocol_models
+from vegard.registry import instrument_kinds
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 PROTOCOL_FILES = sorted((REPOSITORY / "configs/protocols").glob("*.yaml"))
@@ -49,8 +50,10 @@ def _model_types(annotation: Any) -> list[type[BaseModel]]:
     return [t for arg in getattr(annotation, "__args__", ()) for t in _model_types(arg)]
 
 
+PROTOCOL_MODELS = protocol_models()
 KNOWN_FIELDS = sorted(
     set().union(*(field_names(m) for m in PROTOCOL_MODELS.values())) | field_names(Profile)
+    | set().union(*(field_names(kind.settings) for kind in instrument_kinds().values()))
 )
 KNOWN_KINDS = sorted(PROTOCOL_MODELS)
 

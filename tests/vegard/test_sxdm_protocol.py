@@ -10,13 +10,22 @@ import pytest
 from vegard.config.errors import ConfigError
 from vegard.config.profiles import load_profile
 from vegard.config.protocols import load_protocol
-from vegard.operando_sxdm_runner import charge_current_a, check_operando_sxdm, map_settings_of
-from vegard.sxdm_estimate import estimate_operando_sxdm
+from vegard.kinds.protocols.operando_sxdm import (
+    charge_current_a,
+    check_operando_sxdm,
+    map_settings_of,
+)
+from vegard.kinds.protocols.sxdm_estimate import estimate_operando_sxdm
+from vegard.registry import bench_for
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 PROTOCOL = REPOSITORY / "configs/protocols/sxdm_operando_lmno.yaml"
 FULL = REPOSITORY / "configs/protocols/sxdm_operando_lmno_full.yaml"
 PROFILE = load_profile(REPOSITORY / "configs/profiles/sim.yaml")
+
+
+def bench_of(protocol):
+    return bench_for(protocol, PROFILE, "sim.yaml")
 
 
 def edited(tmp_path: Path, old: str, new: str) -> Path:
@@ -30,7 +39,7 @@ def edited(tmp_path: Path, old: str, new: str) -> Path:
 def test_shipped_protocols_pass_the_profile_checks() -> None:
     for path in (PROTOCOL, FULL):
         protocol = load_protocol(path)
-        check_operando_sxdm(protocol, PROFILE, path)
+        check_operando_sxdm(protocol, bench_of(protocol), path)
     # C/15 of 5 mg at 147 mAh/g
     assert charge_current_a(load_protocol(PROTOCOL)) == pytest.approx(49e-6, rel=1e-9)
 
@@ -50,7 +59,7 @@ def test_shipped_protocols_pass_the_profile_checks() -> None:
 def test_limits_are_refused_naming_file_field_value_and_range(tmp_path, old, new, expected):
     path = edited(tmp_path, old, new)
     with pytest.raises(ConfigError) as error:
-        check_operando_sxdm(load_protocol(path), PROFILE, path)
+        check_operando_sxdm(load_protocol(path), bench_of(load_protocol(path)), path)
     assert str(path) in str(error.value)
     assert expected in str(error.value)
 
@@ -62,7 +71,7 @@ def test_malformed_c_rate_is_a_validation_error(tmp_path) -> None:
 
 
 def test_raster_pixels_are_centred_in_the_field() -> None:
-    settings = map_settings_of(load_protocol(PROTOCOL), PROFILE)
+    settings = map_settings_of(load_protocol(PROTOCOL), bench_of(load_protocol(PROTOCOL)))
     assert len(settings.x_um) == 10 and settings.pixel_step_um == pytest.approx(0.45)
     assert settings.x_um[0] == pytest.approx(-2.025) and settings.y_um[-1] == pytest.approx(
         4.5 / 2 - 4.5 / 16)
@@ -74,7 +83,7 @@ def test_raster_pixels_are_centred_in_the_field() -> None:
 def test_full_size_estimate_matches_the_paper() -> None:
     """6 × 6 µm² in 80 nm steps, 30 angles, 10 ms: 29 min of frames per map (paper: ~30 min)
     and, on the simulated end station, 0.11 s per eta step on each of the 2250 lines."""
-    estimate = estimate_operando_sxdm(load_protocol(FULL), PROFILE.devices.area_detector)
+    estimate = estimate_operando_sxdm(load_protocol(FULL), PROFILE.devices["area_detector"])
     assert estimate["frames_per_map"] == 75 * 75 * 30
     assert 34 <= estimate["map_duration_min"] <= 38  # 29 min of frames, 2250 eta steps
     assert estimate["maps"] == 26 and estimate["charge_duration_h"] == pytest.approx(15.0)
@@ -87,10 +96,10 @@ def test_full_size_estimate_matches_the_paper() -> None:
 
 def test_the_estimate_costs_the_end_station_as_the_simulators_model_it() -> None:
     """A dry run takes what the estimate predicts only while both cost moves and links alike."""
+    from vegard.kinds.protocols.sxdm_estimate import READOUT_DEAD_TIME_S, EndStationTiming
     from vegard.plans.rocking_map import FAST_PIEZO_UM_PER_S
     from vegard.simulators.diffractometer_ioc import DIFFRACTOMETER_MOTORS, SimulatedDiffractometer
     from vegard.simulators.maxipix import MaxipixEmulator
-    from vegard.sxdm_estimate import READOUT_DEAD_TIME_S, EndStationTiming
 
     timing = EndStationTiming()
     motors = {spec.name: spec for spec in DIFFRACTOMETER_MOTORS}

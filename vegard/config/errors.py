@@ -52,9 +52,21 @@ def unit_of_field(name: str) -> str:
     return ""
 
 
+def without_union_tags(location: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """`devices.stage.lakeshore336.timeout_s` → `devices.stage.timeout_s`: pydantic puts a
+    discriminated union's tag in the path, where the file has no such level."""
+    if len(location) >= 3 and location[0] == "devices":
+        from vegard.registry import instrument_kinds
+
+        if location[2] in instrument_kinds():
+            return (*location[:2], *location[3:])
+    return location
+
+
 def describe_validation_error(source: Path | str, error: ValidationError) -> str:
     lines = []
     for item in error.errors():
+        item = {**item, "loc": without_union_tags(item["loc"])}
         location = field_path(item["loc"])
         kind = item["type"]
         last = next((str(p) for p in reversed(item["loc"]) if isinstance(p, str)), "")

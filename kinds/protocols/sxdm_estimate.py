@@ -23,9 +23,10 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from vegard.config.profiles import AreaDetectorSettings
-from vegard.config.protocols import OperandoSxdmProtocol
+from vegard.kinds.instruments.maxipix import AreaDetectorSettings
 from vegard.motion import move_duration_s
+
+from .sxdm_settings import OperandoSxdmProtocol
 
 READOUT_DEAD_TIME_S = 2.9e-4
 """Maxipix readout between frames (used when the detector has not been asked)."""

@@ -1,4 +1,5 @@
-"""The `operando_sxdm` protocol: checks against the profile, the plan, estimate and truth."""
+"""`operando_sxdm`: map a battery crystal by SXDM while its cell charges; checks against the
+profile, the plan, the beamline estimate and the simulator truth of each map."""
 
 from __future__ import annotations
 
@@ -11,27 +12,21 @@ import bluesky.preprocessors as bpp
 import numpy as np
 
 from vegard.config.errors import ConfigError
-from vegard.config.profiles import Profile
-from vegard.config.protocols import OperandoSxdmProtocol
 from vegard.diffraction_geometry import DiffractometerGeometry, bragg_angles, centred_roi
 from vegard.instruments.potentiostat import c_rate_current_a
 from vegard.plans.bragg_peak_search import PeakSearchSettings, spread_positions_um
 from vegard.plans.operando_sxdm import ChargeSettings, operando_sxdm
 from vegard.plans.rocking_map import RockingMapSettings, raster_axis_um
-from vegard.sxdm_estimate import estimate_operando_sxdm
+from vegard.registry import Bench, ProtocolKind
 
-DEVICES = ("potentiostat", "diffractometer", "area_detector")
+from .sxdm_estimate import estimate_operando_sxdm
+from .sxdm_settings import OperandoSxdmProtocol
+
+ROLES = {"potentiostat": "scpi_potentiostat", "diffractometer": "epics_motors",
+         "area_detector": "maxipix"}
 ENERGY_EV = 10_000.0
 """Photon energy the first peak search assumes (the diffractometer's energy axis is read
 before the Q conversion of every search and map)."""
-
-
-def _profile_device(profile: Profile, name: str) -> Any:
-    settings = getattr(profile.devices, name)
-    if settings is None:
-        raise ConfigError(f"profile {profile.profile!r}: devices.{name} is missing "
-                          "(protocol 'operando_sxdm' needs it)")
-    return settings
 
 
 def charge_current_a(protocol: OperandoSxdmProtocol) -> float:
@@ -40,30 +35,30 @@ def charge_current_a(protocol: OperandoSxdmProtocol) -> float:
                             capacity_mah_per_g=cell.capacity_mah_per_g)
 
 
-def check_operando_sxdm(protocol: OperandoSxdmProtocol, profile: Profile, path: Path) -> None:
+def check_operando_sxdm(protocol: OperandoSxdmProtocol, bench: Bench, path: Path) -> None:
     """Everything that would move hardware beyond the profile's limits is refused here."""
-    potentiostat = _profile_device(profile, "potentiostat")
-    diffractometer = _profile_device(profile, "diffractometer")
-    detector = _profile_device(profile, "area_detector")
-    where = f"(profile {profile.profile!r})"
+    potentiostat = bench.settings["potentiostat"]
+    diffractometer = bench.settings["diffractometer"]
+    detector = bench.settings["area_detector"]
+    where = f"(profile {bench.profile!r})"
     current_a = charge_current_a(protocol)
     if current_a > potentiostat.maximum_current_a:
         raise ConfigError(
             f"{path}: cell.c_rate = {protocol.cell.c_rate:g} gives {current_a:g} A, which is not "
             f"valid: allowed: ≤ {potentiostat.maximum_current_a:g} A "
-            f"(devices.potentiostat.maximum_current_a {where})")
+            f"({bench.where('potentiostat', 'maximum_current_a')})")
     if protocol.cell.voltage_limit_v > potentiostat.maximum_voltage_v:
         raise ConfigError(
             f"{path}: cell.voltage_limit_v = {protocol.cell.voltage_limit_v:g} V is not valid: "
             f"allowed: ≤ {potentiostat.maximum_voltage_v:g} V "
-            f"(devices.potentiostat.maximum_voltage_v {where})")
+            f"({bench.where('potentiostat', 'maximum_voltage_v')})")
     for field, exposure in (("detector.exposure_s", protocol.detector.exposure_s),
                             ("peak_search.exposure_s", protocol.peak_search.exposure_s)):
         if exposure > detector.maximum_exposure_s:
             raise ConfigError(
                 f"{path}: {field} = {exposure:g} s is not valid: allowed: ≤ "
                 f"{detector.maximum_exposure_s:g} s per frame (dose budget, "
-                f"devices.area_detector.maximum_exposure_s {where})")
+                f"{bench.where('area_detector', 'maximum_exposure_s')})")
     for field, (rows, cols) in (("detector.roi_pixels", protocol.detector.roi_pixels),
                                 ("peak_search.roi_pixels", protocol.peak_search.roi_pixels)):
         if rows > detector.pixels[0] or cols > detector.pixels[1]:
@@ -78,7 +73,7 @@ def check_operando_sxdm(protocol: OperandoSxdmProtocol, profile: Profile, path: 
             raise ConfigError(
                 f"{path}: map {axis}: |center| + size/2 = {reach_um:g} µm is not valid: "
                 f"allowed: ≤ {half_range_um:g} µm (sample piezo range {where})")
-    shortest_d = geometry_of(profile).wavelength_angstrom / 2
+    shortest_d = geometry_of(bench).wavelength_angstrom / 2
     if protocol.start_d400_angstrom < shortest_d:
         raise ConfigError(
             f"{path}: start_d400_angstrom = {protocol.start_d400_angstrom:g} Å is not valid: "
@@ -86,16 +81,15 @@ def check_operando_sxdm(protocol: OperandoSxdmProtocol, profile: Profile, path: 
             f"{ENERGY_EV:g} eV (no Bragg reflection otherwise)")
 
 
-def geometry_of(profile: Profile) -> DiffractometerGeometry:
-    detector = profile.devices.area_detector
-    assert detector is not None
+def geometry_of(bench: Bench) -> DiffractometerGeometry:
+    detector = bench.settings["area_detector"]
     row, col = detector.direct_beam_pixel
     return DiffractometerGeometry(
         distance_m=detector.distance_m, pixel_size_m=detector.pixel_size_m,
         pixels=tuple(detector.pixels), center_row=row, center_col=col, energy_ev=ENERGY_EV)
 
 
-def map_settings_of(protocol: OperandoSxdmProtocol, profile: Profile) -> RockingMapSettings:
+def map_settings_of(protocol: OperandoSxdmProtocol, bench: Bench) -> RockingMapSettings:
     raster = protocol.map
     (cx, cy), (sx, sy), (nx, ny) = raster.center_um, raster.size_um, raster.pixels
     rows, cols = protocol.detector.roi_pixels
@@ -105,19 +99,19 @@ def map_settings_of(protocol: OperandoSxdmProtocol, profile: Profile) -> Rocking
         rocking_points=protocol.rocking.points,
         rocking_step_deg=protocol.rocking.step_deg,
         exposure_s=protocol.detector.exposure_s,
-        roi=centred_roi(geometry_of(profile), rows, cols),
+        roi=centred_roi(geometry_of(bench), rows, cols),
     )
 
 
 def plan_operando_sxdm(protocol: OperandoSxdmProtocol, devices: dict[str, Any],
-                       profile: Profile, md: dict[str, Any]):
-    detector_settings = _profile_device(profile, "area_detector")
+                       bench: Bench, md: dict[str, Any]):
+    detector_settings = bench.settings["area_detector"]
     estimate = estimate_operando_sxdm(protocol, detector_settings)
     md = {**md, "sxdm_estimate": estimate}
     if protocol.dry_run == "estimate" and md.get("dry_run"):
         return _estimate_only(devices, md)
-    geometry = geometry_of(profile)
-    settings = map_settings_of(protocol, profile)
+    geometry = geometry_of(bench)
+    settings = map_settings_of(protocol, bench)
     search = protocol.peak_search
     theta = float(bragg_angles(protocol.start_d400_angstrom, geometry.energy_ev))
     return operando_sxdm(
@@ -164,9 +158,10 @@ class EstimateReport:
             self.result = {"estimate": doc["sxdm_estimate"]}
 
 
-def ground_truth_maps(lab: Any, analysis: dict[str, Any]) -> dict[str, Any]:
+def ground_truth_maps(lab: Any, names: dict[str, str], analysis: dict[str, Any]
+                      ) -> dict[str, Any]:
     """Simulator truth for each analysed map (its time span), and per-pixel truth arrays."""
-    model = lab.models.get("area_detector")
+    model = lab.models.get(names["area_detector"])
     maps = analysis.get("maps") or []
     if model is None or not maps:
         return {}
@@ -183,10 +178,56 @@ def ground_truth_maps(lab: Any, analysis: dict[str, Any]) -> dict[str, Any]:
         })
         for key in ("x_um", "y_um", "d400_angstrom", "tilt_altitude_deg", "tilt_azimuth_deg",
                     "intensity", "mask"):
-            arrays[f"area_detector.map{index}.{key}"] = np.asarray(truth[key])
+            arrays[f"{names['area_detector']}.map{index}.{key}"] = np.asarray(truth[key])
     return {"maps": summaries, "arrays": arrays}
 
 
 def _finite(value: Any) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def summary_lines(analysis: dict[str, Any]) -> list[str]:
+    """Per map of an operando SXDM run: potential, d400, microstrain, tilt; and the estimate."""
+    lines = []
+    for entry in analysis.get("maps") or []:
+        if not isinstance(entry, dict) or "d400_mean_angstrom" not in entry:
+            continue
+        values = [entry.get(key) for key in ("potential_v", "d400_mean_angstrom",
+                                             "microstrain", "tilt_altitude_max_deg")]
+        if not all(isinstance(v, (int, float)) for v in values):
+            lines.append(f"  map {entry.get('map_index')}: not analysed")
+            continue
+        potential, d400, microstrain, tilt = values
+        lines.append(f"  map {entry['map_index']:>2}  U = {potential:.3f} V  d400 = {d400:.4f} Å"
+                     f"  microstrain {microstrain:.1e}  tilt ≤ {tilt:.3f}°")
+    plateaus = (analysis.get("charge") or {}).get("plateaus_v")
+    if plateaus:
+        lines.append("  plateaus      " + ", ".join(f"{v:.3f} V" for v in plateaus))
+    estimate = analysis.get("estimate")
+    if isinstance(estimate, dict):
+        lines.append(
+            f"  at the beamline: {estimate['maps']} maps of "
+            f"{estimate['map_duration_min']:.1f} min, {estimate['duration_h']:.1f} h, "
+            f"{estimate['frames']:,} frames, "
+            f"{estimate['data_volume_gb']:.1f} GB, dose {estimate['dose_mgy']:.3g} MGy "
+            f"({estimate['exposure_per_frame_s'] * 1e3:g} ms per frame)")
+    return lines
+
+
+def analyses(figures_for):
+    from vegard.analysis.sxdm_operando import SxdmOperandoAnalysis
+
+    return [SxdmOperandoAnalysis(figures_for), EstimateReport()]
+
+
+KIND = ProtocolKind(
+    name="operando_sxdm",
+    model=OperandoSxdmProtocol,
+    roles=lambda protocol: ROLES,
+    check=check_operando_sxdm,
+    plan=plan_operando_sxdm,
+    analyses=analyses,
+    summary_lines=summary_lines,
+    ground_truth=ground_truth_maps,
+)

@@ -1,0 +1,1 @@
+"""Instrument kinds: profile settings, device builder and simulator of each driver."""

@@ -1,0 +1,1 @@
+"""Protocol kinds: file model, roles, checks, plan, analyses and summary of each."""
