@@ -17,6 +17,7 @@ from event_model import DocumentRouter
 
 from .esm_compensation import CompensatedMaps, compensate, region_mean, region_std
 from .figure_process import FigureDrawer
+from .run_metadata import EsmMapMetadata
 
 LF_DC_PLUS = "lf_dc_plus"
 LF_DC_MINUS = "lf_dc_minus"
@@ -175,13 +176,6 @@ def summarise_map(assembler: EsmMapAssembler) -> dict[str, Any]:
     }
 
 
-def scan_extent_nm(esm_map: Mapping[str, Any]) -> tuple[float, float, float, float]:
-    """(x_left, x_right, y_bottom, y_top) of the scanned area, from the start document."""
-    x0, y0 = float(esm_map.get("center_x_nm", 0.0)), float(esm_map.get("center_y_nm", 0.0))
-    half_w, half_h = 0.5 * float(esm_map["width_nm"]), 0.5 * float(esm_map["height_nm"])
-    return (x0 - half_w, x0 + half_w, y0 - half_h, y0 + half_h)
-
-
 def save_maps(path: Path, assembler: EsmMapAssembler, extent_nm: Sequence[float]) -> Path:
     """All maps (raw, compensated, levelled topography, masks, pixel centres) in one .npz."""
     x_left, x_right, y_bottom, y_top = extent_nm
@@ -228,10 +222,10 @@ class EsmMapAnalysis(DocumentRouter):
         self.latest: dict[str, Any] | None = None
         self.assemblers: dict[int, EsmMapAssembler] = {}
         self._stream_of: dict[str, str] = {}
-        self._esm_map: dict[str, Any] = {}
+        self._esm_map: EsmMapMetadata | None = None
 
     def start(self, doc):
-        self._esm_map = dict(doc["esm_map"])
+        self._esm_map = EsmMapMetadata.of(doc)
         self._uid = doc["uid"]
 
     def descriptor(self, doc):
@@ -242,14 +236,13 @@ class EsmMapAnalysis(DocumentRouter):
         if map_index not in self.assemblers:
             m = self._esm_map
             self.assemblers[map_index] = EsmMapAssembler(
-                m["pixels_x"], m["pixels_y"], m["excitations"], prefix=m.get("device", "afm")
-            )
+                m.pixels_x, m.pixels_y, m.excitations, prefix=m.device)
         return self.assemblers[map_index]
 
     def event(self, doc):
-        if self._stream_of.get(doc["descriptor"]) != self._esm_map.get("stream", "primary"):
+        if self._esm_map is None or self._stream_of.get(doc["descriptor"]) != self._esm_map.stream:
             return
-        prefix = self._esm_map.get("device", "afm")
+        prefix = self._esm_map.device
         data = doc["data"]
         map_index = int(data.get(f"{prefix}-map_index", 0))
         assembler = self.assembler_for(map_index)
@@ -270,8 +263,8 @@ class EsmMapAnalysis(DocumentRouter):
         if not summaries:
             m = self._esm_map
             empty = EsmMapAssembler(
-                m.get("pixels_x", 0), m.get("pixels_y", 0),
-                m.get("excitations", COMPENSATION_EXCITATIONS),
+                m.pixels_x if m else 0, m.pixels_y if m else 0,
+                m.excitations if m else COMPENSATION_EXCITATIONS,
             )
             summaries = [
                 {"map_index": 0, **summarise_map(empty), "figures": [], "maps_file": None}
@@ -294,7 +287,7 @@ class EsmMapAnalysis(DocumentRouter):
 
         directory = Path(self.figures_directory_for(self._uid))
         suffix = "" if map_index == 0 else f"_map{map_index}"
-        extent_nm = scan_extent_nm(self._esm_map)
+        extent_nm = self._esm_map.extent_nm()
         maps = assembler.compensated()
         figures = [
             self._figures.draw(

@@ -26,10 +26,11 @@ from event_model import DocumentRouter
 
 from .arrhenius import ActivationEnergy, activation_energy_from_sqrt_d
 from .esm_compensation import region_std
-from .esm_map import EsmMapAssembler, json_float, region_amplitudes, scan_extent_nm
+from .esm_map import EsmMapAssembler, json_float, region_amplitudes
 from .figure_process import FigureDrawer
 from .grains import disk_mask, largest_grain_mask, level_topography
 from .image_registration import image_shift_px
+from .run_metadata import EsmMapMetadata, EsmSeriesMetadata
 
 FARADAY_C_PER_MOL = 96485.33212
 GAS_CONSTANT_J_PER_MOL_K = 8.314462618
@@ -171,23 +172,14 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
 
     def start(self, doc):
         self._uid = doc["uid"]
-        self._esm_map = dict(doc["esm_map"])
-        self._series = dict(doc.get("esm_series") or {})
-        self._material = dict(self._series.get("material") or {})
-        self._region = dict(self._series.get("region") or {"kind": "largest_grain"})
-        kind = self._region.get("kind")
-        if kind not in ("largest_grain", "disk") or (
-            kind == "disk" and not {"center_nm", "radius_nm"} <= set(self._region)
-        ):
-            raise ValueError(f"esm_series region not understood: {self._region!r}")
+        self._esm_map = EsmMapMetadata.of(doc)
+        self._series = EsmSeriesMetadata.of_optional(doc) or EsmSeriesMetadata(temperatures_k=[])
+        self._material = dict(self._series.material)
+        self._region = self._series.region.model_dump()
         self._stage = doc.get("temperature_stage", "temperature_stage")
         self._monitor_stream = doc.get("monitor_stream", "temperature_monitor")
-        self._tracking_stream = (
-            self._series.get("tracking_stream")
-            or (doc.get("drift_tracking") or {}).get("stream")
-            or "drift_tracking"
-        )
-        self._prefix = self._esm_map.get("device", "afm")
+        self._tracking_stream = self._series.tracking_stream
+        self._prefix = self._esm_map.device
 
     def descriptor(self, doc):
         self._stream_of[doc["uid"]] = doc.get("name", "primary")
@@ -195,7 +187,7 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
     def event(self, doc):
         stream = self._stream_of.get(doc["descriptor"])
         data = doc["data"]
-        if stream == self._esm_map.get("stream", "primary"):
+        if stream == self._esm_map.stream:
             self._map_line(doc)
         elif stream == self._tracking_stream:
             index = int(_suffix(data, "map_index") or 0)
@@ -230,7 +222,7 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
         if index not in self.assemblers:
             m = self._esm_map
             self.assemblers[index] = EsmMapAssembler(
-                m["pixels_x"], m["pixels_y"], m["excitations"], prefix=p
+                m.pixels_x, m.pixels_y, m.excitations, prefix=p
             )
             self._records[index] = _MapRecord({}, {})
             stamps = doc.get("timestamps") or {}  # instrument time, as on the monitor stream
@@ -275,14 +267,14 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
     # ------------------------------------------------------------------------- analysis
 
     def _setpoint_k(self, index: int) -> float:
-        setpoints = self._series.get("temperatures_k") or []
+        setpoints = self._series.temperatures_k
         if 0 <= index < len(setpoints):
             return float(setpoints[index])
         return _mean(list(self._records[index].setpoints_k.values()))
 
     def _extent_nm(self, index: int) -> tuple[float, float, float, float]:
         """Where map `index` was scanned: the protocol's area moved by the tracking offset."""
-        x_left, x_right, y_bottom, y_top = scan_extent_nm(self._esm_map)
+        x_left, x_right, y_bottom, y_top = self._esm_map.extent_nm()
         offset = self._tracking.get(index, {})
         dx = offset.get("offset_x_nm") or 0.0
         dy = offset.get("offset_y_nm") or 0.0
@@ -299,7 +291,7 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
         assembler = self.assemblers[index]
         if self._region["kind"] == "largest_grain":
             return largest_grain_mask(assembler.topography_nm, erode_px=LARGEST_GRAIN_ERODE_PX)
-        x_left, x_right, y_bottom, y_top = scan_extent_nm(self._esm_map)
+        x_left, x_right, y_bottom, y_top = self._esm_map.extent_nm()
         center_x_nm, center_y_nm = (float(v) for v in self._region["center_nm"])
         if shift_px is not None:
             center_y_nm += shift_px[0] * (y_top - y_bottom) / assembler.pixels_y
@@ -428,7 +420,7 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
             "activation_energy_for_d_source": None,
         }
         needed = ("poisson_ratio", "vegard_coefficient", "diffusion_coefficient_300k_cm2_per_s")
-        frequency_hz = self._series.get("drive_frequency_hz")
+        frequency_hz = self._series.drive_frequency_hz
         if frequency_hz is None or any(material.get(k) is None for k in needed):
             return numbers
         nu, beta = float(material["poisson_ratio"]), float(material["vegard_coefficient"])
@@ -462,7 +454,7 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
         if c_ion is None:
             return numbers
         estimate = total_resistance(
-            float(self._esm_map["u_ac_v"]), float(frequency_hz), delta_c_over_c, float(c_ion),
+            self._esm_map.u_ac_v, float(frequency_hz), delta_c_over_c, float(c_ion),
             float(material.get("ion_charge_number", 1)), length_300k_m,
         )
         numbers["probed_volume_m3"] = json_float(estimate.probed_volume_m3)
@@ -540,7 +532,7 @@ class EsmTemperatureSeriesAnalysis(DocumentRouter):
         indices = [s["map_index"] for s in shown]
         compensated = {i: self.assemblers[i].compensated() for i in indices}
         labels = [s["temperature_k"] or s["setpoint_k"] or math.nan for s in shown]
-        extent = scan_extent_nm(self._esm_map)  # image frame of the first map
+        extent = self._esm_map.extent_nm()  # image frame of the first map
         used = [s for s in summaries if s["complete"]]
         first = used[0]["map_index"] if used else indices[0]
         figures.append(self._figures.draw(

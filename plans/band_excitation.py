@@ -16,6 +16,7 @@ import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 from bluesky.protocols import Readable
 
+from vegard.analysis.run_metadata import EsmMapMetadata
 from vegard.instruments.afm_controller import BandExcitationSettings, ScanArea
 from vegard.instruments.band_excitation_afm import (
     EXCITATIONS,
@@ -49,26 +50,25 @@ def band_excitation_settings(
     )
 
 
-def map_metadata(afm: BandExcitationAfm, settings: AcquisitionSettings) -> dict[str, Any]:
+def map_metadata(afm: BandExcitationAfm, settings: AcquisitionSettings) -> EsmMapMetadata:
     """What the analysis needs to place each line (the `esm_map` start-document key)."""
     area, excitation = settings.area, settings.excitation
-    return {
-        "device": afm.name,
-        "pixels_x": area.pixels_x,
-        "pixels_y": area.pixels_y,
-        "width_nm": area.width_nm,
-        "height_nm": area.height_nm,
-        "center_x_nm": area.center_x_nm,
-        "center_y_nm": area.center_y_nm,
-        "u_ac_v": settings.drive_amplitude_v,
-        "u_dc_v": excitation.dc_offset_v,
-        "excitations": list(excitation.excitations),
-        "band_hz": [excitation.band_low_hz, excitation.band_high_hz],
-        "bins": excitation.bins,
-        "chirp_duration_s": excitation.chirp_duration_s,
-        "averages": excitation.averages,
-        "stream": "primary",
-    }
+    return EsmMapMetadata(
+        device=afm.name,
+        pixels_x=area.pixels_x,
+        pixels_y=area.pixels_y,
+        width_nm=area.width_nm,
+        height_nm=area.height_nm,
+        center_x_nm=area.center_x_nm,
+        center_y_nm=area.center_y_nm,
+        u_ac_v=settings.drive_amplitude_v,
+        u_dc_v=excitation.dc_offset_v,
+        excitations=list(excitation.excitations),
+        band_hz=(excitation.band_low_hz, excitation.band_high_hz),
+        bins=excitation.bins,
+        chirp_duration_s=excitation.chirp_duration_s,
+        averages=excitation.averages,
+    )
 
 
 def make_tip_safe(afm: BandExcitationAfm):
@@ -169,7 +169,7 @@ def three_excitation_map(
     metadata = {
         "plan_name": "three_excitation_map",
         "num_points": settings.area.pixels_y,
-        "esm_map": map_metadata(afm, settings),
+        **map_metadata(afm, settings).document(),
         **(md or {}),
     }
 

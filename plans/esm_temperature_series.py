@@ -21,6 +21,7 @@ import numpy as np
 from ophyd_async.core import StandardReadable, soft_signal_rw
 
 from vegard.analysis.image_registration import image_shift_px
+from vegard.analysis.run_metadata import DriftTrackingMetadata
 from vegard.instruments.afm_controller import ScanArea
 from vegard.instruments.band_excitation_afm import (
     AcquisitionSettings,
@@ -153,11 +154,11 @@ def esm_temperature_series(
     metadata = {
         "plan_name": "esm_temperature_series",
         "num_points": base.pixels_y * len(temperatures_k),
-        "esm_map": map_metadata(afm, settings),
-        "drift_tracking": None if tracking is None else {
-            "size_factor": tracking.size_factor, "pixels": tracking.pixels,
-            "line_rate_hz": tracking.line_rate_hz, "stream": TRACKING_STREAM,
-        },
+        **map_metadata(afm, settings).document(),
+        "drift_tracking": None if tracking is None else DriftTrackingMetadata(
+            size_factor=tracking.size_factor, pixels=tracking.pixels,
+            line_rate_hz=tracking.line_rate_hz, stream=TRACKING_STREAM,
+        ).model_dump(mode="json"),
         **(md or {}),
     }
     plan = temperature_steps(

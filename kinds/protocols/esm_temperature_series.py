@@ -52,6 +52,7 @@ def check(protocol: EsmTemperatureSeriesProtocol, bench: Bench, path: Path) -> N
 
 
 def plan(protocol: EsmTemperatureSeriesProtocol, devices, bench: Bench, md: dict[str, Any]):
+    from vegard.analysis.run_metadata import Disk, EsmSeriesMetadata, LargestGrain
     from vegard.plans.esm_temperature_series import (
         TRACKING_STREAM,
         DriftTrackingSettings,
@@ -61,16 +62,16 @@ def plan(protocol: EsmTemperatureSeriesProtocol, devices, bench: Bench, md: dict
     settings = protocol.temperature_stage
     tracking = protocol.drift_tracking
     region = (
-        {"kind": "largest_grain"} if protocol.region == "largest_grain"
-        else {"kind": "disk", **protocol.region.model_dump(mode="json")}
+        LargestGrain() if protocol.region == "largest_grain"
+        else Disk(center_nm=protocol.region.center_nm, radius_nm=protocol.region.radius_nm)
     )
-    series = {
-        "temperatures_k": list(settings.temperatures_k),
-        "region": region,
-        "material": protocol.material.model_dump(mode="json"),
-        "drive_frequency_hz": protocol.drive_frequency_hz,
-        "tracking_stream": TRACKING_STREAM,
-    }
+    series = EsmSeriesMetadata(
+        temperatures_k=list(settings.temperatures_k),
+        region=region,
+        material=protocol.material.model_dump(mode="json"),
+        drive_frequency_hz=protocol.drive_frequency_hz,
+        tracking_stream=TRACKING_STREAM,
+    )
     return esm_temperature_series(
         devices["afm"],
         devices["temperature_stage"],
@@ -85,7 +86,7 @@ def plan(protocol: EsmTemperatureSeriesProtocol, devices, bench: Bench, md: dict
         ramp_rate_k_per_min=settings.ramp_rate_k_per_min,
         final_temperature_k=settings.final_temperature_k,
         safe_temperature_k=bench.settings["temperature_stage"].safe_temperature_k,
-        md={**md, "esm_series": series},
+        md={**md, **series.document()},
     )
 
 

@@ -19,7 +19,7 @@ def esm_map(**changes):
         "device": "afm", "pixels_x": PIXELS_X, "pixels_y": PIXELS_Y, "width_nm": 800.0,
         "height_nm": 600.0, "center_x_nm": 100.0, "center_y_nm": 0.0, "u_ac_v": 1.0,
         "u_dc_v": 1.0, "excitations": EXCITATIONS, "band_hz": [80000.0, 320000.0], "bins": 64,
-        "averages": 20, "stream": "primary",
+        "averages": 20, "chirp_duration_s": 4e-3, "stream": "primary",
     }
     setup.update(changes)
     return setup
@@ -262,3 +262,18 @@ def test_map_index_keeps_several_maps_apart():
     assert result["a_f_mean_pm"] == pytest.approx(3.0)
     assert [m["a_f_mean_pm"] for m in result["maps"]] == pytest.approx([3.0, 5.0])
     json.dumps(result, allow_nan=False)
+
+
+def test_a_start_document_that_breaks_the_contract_is_refused_with_the_field_named() -> None:
+    """The plan and the analysis share one model of the `esm_map` key: a missing or
+    mistyped field fails at the start document, not as a KeyError half-way through."""
+    import pydantic
+    import pytest
+
+    from vegard.analysis.run_metadata import EsmMapMetadata
+
+    assert EsmMapMetadata.of({"esm_map": esm_map()}).extent_nm() == (-300.0, 500.0, -300.0, 300.0)
+    broken = esm_map()
+    del broken["pixels_y"]
+    with pytest.raises(pydantic.ValidationError, match="pixels_y"):
+        EsmMapAnalysis().start({"uid": "r", "esm_map": broken})

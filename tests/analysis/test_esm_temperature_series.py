@@ -74,7 +74,7 @@ def start_doc(region=None, temperatures_k=SETPOINTS_K, material=MATERIAL):
         "device": "afm", "pixels_x": PIXELS, "pixels_y": PIXELS, "width_nm": SIZE_NM,
         "height_nm": SIZE_NM, "center_x_nm": 0.0, "center_y_nm": 0.0, "u_ac_v": 2.5,
         "u_dc_v": 2.5, "excitations": EXCITATIONS, "band_hz": [80e3, 320e3], "bins": 64,
-        "averages": 20, "stream": "primary",
+        "averages": 20, "chirp_duration_s": 4e-3, "stream": "primary",
     }
     return {
         "uid": "run-1", "time": 0.0, "plan_name": "esm_temperature_series", "esm_map": esm_map,

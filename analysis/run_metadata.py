@@ -1,0 +1,94 @@
+"""The start-document contract of the ESM runs: one typed model per key, written by the
+plan (`.document()`) and read back by the analysis (`.of(start)`), live and in replay.
+
+One definition of each field and its default, so a plan and its analysis cannot drift
+apart; a run whose start document does not match is refused with the field named.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class StartKey(BaseModel):
+    """A model stored under `KEY` in a start document."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    KEY: ClassVar[str]
+
+    @classmethod
+    def of(cls, start: dict[str, Any]):
+        return cls.model_validate(start[cls.KEY])
+
+    @classmethod
+    def of_optional(cls, start: dict[str, Any]):
+        value = start.get(cls.KEY)
+        return None if value is None else cls.model_validate(value)
+
+    def document(self) -> dict[str, Any]:
+        return {self.KEY: self.model_dump(mode="json")}
+
+
+class EsmMapMetadata(StartKey):
+    """What the analysis needs to place each line of a band-excitation map."""
+
+    KEY: ClassVar[str] = "esm_map"
+    device: str
+    """The AFM's name: the prefix of its data keys."""
+    pixels_x: int = Field(ge=1)
+    pixels_y: int = Field(ge=1)
+    width_nm: float = Field(gt=0)
+    height_nm: float = Field(gt=0)
+    center_x_nm: float = 0.0
+    center_y_nm: float = 0.0
+    u_ac_v: float
+    u_dc_v: float
+    excitations: list[str]
+    band_hz: tuple[float, float]
+    bins: int = Field(ge=1)
+    chirp_duration_s: float = Field(gt=0)
+    averages: int = Field(ge=1)
+    stream: str = "primary"
+
+    def extent_nm(self) -> tuple[float, float, float, float]:
+        """(x_left, x_right, y_bottom, y_top) of the scanned area."""
+        half_w, half_h = 0.5 * self.width_nm, 0.5 * self.height_nm
+        x0, y0 = self.center_x_nm, self.center_y_nm
+        return (x0 - half_w, x0 + half_w, y0 - half_h, y0 + half_h)
+
+
+class DriftTrackingMetadata(StartKey):
+    KEY: ClassVar[str] = "drift_tracking"
+    size_factor: float = Field(ge=1)
+    pixels: int = Field(ge=1)
+    line_rate_hz: float = Field(gt=0)
+    stream: str = "drift_tracking"
+
+
+class LargestGrain(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["largest_grain"] = "largest_grain"
+
+
+class Disk(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["disk"] = "disk"
+    center_nm: tuple[float, float]
+    radius_nm: float = Field(gt=0)
+
+
+Region = Annotated[LargestGrain | Disk, Field(discriminator="kind")]
+
+
+class EsmSeriesMetadata(StartKey):
+    """What the temperature-series analysis needs beyond the map: the setpoints, where to
+    average, the material constants of the strain analysis, the read-out frequency."""
+
+    KEY: ClassVar[str] = "esm_series"
+    temperatures_k: list[float]
+    region: Region = LargestGrain()
+    material: dict[str, float | None] = Field(default_factory=dict)
+    drive_frequency_hz: float | None = None
+    tracking_stream: str = "drift_tracking"
