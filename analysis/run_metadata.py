@@ -1,5 +1,5 @@
-"""The start-document contract of the ESM runs: one typed model per key, written by the
-plan (`.document()`) and read back by the analysis (`.of(start)`), live and in replay.
+"""The start-document contract of the ESM and SXDM runs: one typed model per key, written by
+the plan (`.document()`) and read back by the analysis (`.of(start)`), live and in replay.
 
 One definition of each field and its default, so a plan and its analysis cannot drift
 apart; a run whose start document does not match is refused with the field named.
@@ -92,3 +92,52 @@ class EsmSeriesMetadata(StartKey):
     material: dict[str, float | None] = Field(default_factory=dict)
     drive_frequency_hz: float | None = None
     tracking_stream: str = "drift_tracking"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DetectorGeometryMetadata(Frozen):
+    distance_m: float = Field(gt=0)
+    pixel_size_m: float = Field(gt=0)
+    pixels: tuple[int, int]
+    center_row: float
+    center_col: float
+
+
+class RasterMetadata(Frozen):
+    x_um: list[float]
+    """Pixel centres along the flown axis."""
+    y_um: list[float]
+
+
+class RockingMetadata(Frozen):
+    points: int = Field(ge=1)
+    step_deg: float = Field(gt=0)
+
+
+class ChargeMetadata(Frozen):
+    current_a: float
+    voltage_limit_v: float
+
+
+class SxdmMetadata(StartKey):
+    """What the SXDM analysis needs to place every frame in Q and on the raster."""
+
+    KEY: ClassVar[str] = "sxdm"
+    geometry: DetectorGeometryMetadata
+    roi: tuple[int, int, int, int]
+    """(row start, column start, rows, columns) of the frames on the detector."""
+    map: RasterMetadata
+    rocking: RockingMetadata
+    exposure_s: float = Field(gt=0)
+    detector: str
+    diffractometer: str
+    cell_stream: str | None = None
+    """The potentiostat's monitored stream (operando runs)."""
+    mask_fraction: float = Field(0.2, ge=0, le=1)
+    threshold_counts: float = 0.0
+    maps_planned: int | None = None
+    charge: ChargeMetadata | None = None
+    alignment_stream: str | None = None

@@ -43,6 +43,7 @@ from vegard.store.arrays import ArrayFiller
 
 from .esm_map import json_float
 from .figure_process import FigureDrawer
+from .run_metadata import SxdmMetadata
 from .sxdm_maps import MASK_FRACTION, QGrid, SxdmMaps, centres_from_sums, q_sums, sxdm_maps
 
 MAP_STREAM = "primary"
@@ -275,25 +276,18 @@ class SxdmOperandoAnalysis(DocumentRouter):
         if not self._active:
             return
         self._uid = doc["uid"]
-        sxdm = dict(doc["sxdm"])
+        sxdm = SxdmMetadata.of(doc)
         self._sxdm = sxdm
-        geometry = dict(sxdm["geometry"])
-        self._geometry = {
-            "distance_m": float(geometry["distance_m"]),
-            "pixel_size_m": float(geometry["pixel_size_m"]),
-            "pixels": tuple(int(n) for n in geometry["pixels"]),
-            "center_row": float(geometry["center_row"]),
-            "center_col": float(geometry["center_col"]),
-        }
-        self._roi = DetectorRoi(*(int(n) for n in sxdm["roi"]))
-        self._x_um = np.asarray(sxdm["map"]["x_um"], dtype=float)
-        self._y_um = np.asarray(sxdm["map"]["y_um"], dtype=float)
-        self._points = int(sxdm["rocking"]["points"])
-        self._detector = sxdm.get("detector", "area_detector")
-        self._diffractometer = sxdm.get("diffractometer", "diffractometer")
-        self._cell_stream = sxdm.get("cell_stream", "potentiostat_monitor")
-        self._mask_fraction = float(sxdm.get("mask_fraction", MASK_FRACTION))
-        self._threshold = float(sxdm.get("threshold_counts", 0.0) or 0.0)
+        self._geometry = sxdm.geometry.model_dump()
+        self._roi = DetectorRoi(*sxdm.roi)
+        self._x_um = np.asarray(sxdm.map.x_um, dtype=float)
+        self._y_um = np.asarray(sxdm.map.y_um, dtype=float)
+        self._points = sxdm.rocking.points
+        self._detector = sxdm.detector
+        self._diffractometer = sxdm.diffractometer
+        self._cell_stream = sxdm.cell_stream or "potentiostat_monitor"
+        self._mask_fraction = sxdm.mask_fraction
+        self._threshold = sxdm.threshold_counts
         self._frames_key = f"{self._detector}-frames"
         run_path = None if self.run_path_for is None else self.run_path_for(self._uid)
         self._filler = ArrayFiller(run_path)

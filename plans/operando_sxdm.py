@@ -26,6 +26,7 @@ import bluesky.preprocessors as bpp
 from bluesky.utils import RunEngineControlException
 from ophyd_async.core import StandardReadable, soft_signal_rw
 
+from vegard.analysis.run_metadata import ChargeMetadata
 from vegard.diffraction_geometry import DiffractometerGeometry
 from vegard.instruments.area_detector import AreaDetector
 from vegard.instruments.potentiostat import GalvanostaticCharge, Potentiostat
@@ -86,12 +87,13 @@ def operando_sxdm(
     metadata = {
         "plan_name": "operando_sxdm",
         "progress": {"stream": ALIGNMENT_STREAM, "total": None, "unit": "map"},  # until the limit
-        "sxdm": {
-            **sxdm_metadata(map_settings, geometry, detector, diffractometer, monitor_stream),
-            "maps_planned": max_maps,
-            "charge": {"current_a": charge.current_a, "voltage_limit_v": charge.voltage_limit_v},
-            "alignment_stream": ALIGNMENT_STREAM,
-        },
+        **sxdm_metadata(
+            map_settings, geometry, detector, diffractometer, monitor_stream,
+            maps_planned=max_maps,
+            charge=ChargeMetadata(current_a=charge.current_a,
+                                  voltage_limit_v=charge.voltage_limit_v),
+            alignment_stream=ALIGNMENT_STREAM,
+        ).document(),
         **(md or {}),
     }
     setting = PeakSetting()

@@ -31,6 +31,12 @@ import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
 
+from vegard.analysis.run_metadata import (
+    DetectorGeometryMetadata,
+    RasterMetadata,
+    RockingMetadata,
+    SxdmMetadata,
+)
 from vegard.diffraction_geometry import DetectorRoi, DiffractometerGeometry, rocking_angles_deg
 from vegard.instruments.area_detector import AreaDetector, BadLineError, FlyLineSettings
 from vegard.instruments.area_detector_driver import PositionTrigger
@@ -87,25 +93,27 @@ def raster_axis_um(center_um: float, size_um: float, pixels: int) -> tuple[float
 
 def sxdm_metadata(settings: RockingMapSettings, geometry: DiffractometerGeometry,
                   detector: AreaDetector, diffractometer: Diffractometer,
-                  cell_stream: str | None, threshold_counts: float = 1.0) -> dict[str, Any]:
+                  cell_stream: str | None, threshold_counts: float = 1.0,
+                  **operando: Any) -> SxdmMetadata:
     """What the analysis needs to place every frame (the `sxdm` start-document key)."""
     roi = settings.roi
-    return {
-        "geometry": {
-            "distance_m": geometry.distance_m, "pixel_size_m": geometry.pixel_size_m,
-            "pixels": list(geometry.pixels), "center_row": geometry.center_row,
-            "center_col": geometry.center_col,
-        },
-        "roi": [roi.row_start, roi.col_start, roi.n_rows, roi.n_cols],
-        "map": {"x_um": list(settings.x_um), "y_um": list(settings.y_um)},
-        "rocking": {"points": settings.rocking_points, "step_deg": settings.rocking_step_deg},
-        "exposure_s": settings.exposure_s,
-        "detector": detector.name,
-        "diffractometer": diffractometer.name,
-        "cell_stream": cell_stream,
-        "mask_fraction": 0.2,
-        "threshold_counts": threshold_counts,
-    }
+    return SxdmMetadata(
+        geometry=DetectorGeometryMetadata(
+            distance_m=geometry.distance_m, pixel_size_m=geometry.pixel_size_m,
+            pixels=tuple(geometry.pixels), center_row=geometry.center_row,
+            center_col=geometry.center_col,
+        ),
+        roi=(roi.row_start, roi.col_start, roi.n_rows, roi.n_cols),
+        map=RasterMetadata(x_um=list(settings.x_um), y_um=list(settings.y_um)),
+        rocking=RockingMetadata(points=settings.rocking_points,
+                                step_deg=settings.rocking_step_deg),
+        exposure_s=settings.exposure_s,
+        detector=detector.name,
+        diffractometer=diffractometer.name,
+        cell_stream=cell_stream,
+        threshold_counts=threshold_counts,
+        **operando,
+    )
 
 
 def rocking_map_lines(
@@ -168,7 +176,7 @@ def rocking_map(
     detector.check_exposure(settings.exposure_s)
     metadata = {
         "plan_name": "rocking_map",
-        "sxdm": sxdm_metadata(settings, geometry, detector, diffractometer, None),
+        **sxdm_metadata(settings, geometry, detector, diffractometer, None).document(),
         **(md or {}),
     }
 

@@ -99,7 +99,7 @@ def _sxdm_start(roi) -> dict:
         "map": {"x_um": X_UM.tolist(), "y_um": Y_UM.tolist()},
         "rocking": {"points": POINTS, "step_deg": STEP_DEG},
         "detector": "area_detector", "diffractometer": "diffractometer",
-        "cell_stream": "potentiostat_monitor", "mask_fraction": 0.2,
+        "cell_stream": "potentiostat_monitor", "mask_fraction": 0.2, "exposure_s": 0.01,
         "threshold_counts": THRESHOLD,
     }
 
