@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import aioca
-from aioca import _catools
 from bluesky.protocols import Stoppable
 from ophyd_async.core import AsyncStatus, SignalR, StandardReadable, wait_for_value
-from ophyd_async.epics.motor import Motor, MotorFlyableMovableLogic
+from ophyd_async.epics.motor import Motor
+
+from vegard._compat import MotorLogic, destroy_channel_access_context, motor_logic_signals
 
 from .errors import MotorStalledError
 from .readables import readables_in_order
@@ -51,7 +52,7 @@ CA_ADDRESS_SCHEME = "ca://"
 
 
 @dataclass
-class _StallCheckedLogic(MotorFlyableMovableLogic):
+class _StallCheckedLogic(MotorLogic):
     """The motor record's move, then the readback compared with the target."""
 
     deadband: SignalR[float] | None = None
@@ -78,25 +79,17 @@ class CheckedMotor(Motor):
     """An EPICS `Motor` whose `set` fails with `MotorStalledError` if the axis stops short."""
 
     @cached_property
-    def _logic(self) -> MotorFlyableMovableLogic:
-        return _StallCheckedLogic(
-            readback=self.user_readback,
-            setpoint=self.user_setpoint,
-            motor_stop=self.motor_stop,
-            low_limit_travel=self.low_limit_travel,
-            high_limit_travel=self.high_limit_travel,
-            dial_low_limit_travel=self.dial_low_limit_travel,
-            dial_high_limit_travel=self.dial_high_limit_travel,
-            velocity=self.velocity,
-            acceleration_time=self.acceleration_time,
-            motor_done_move=self.motor_done_move,
-            max_velocity=self.max_velocity,
-            motor_egu=self.motor_egu,
-            deadband=self.deadband,
-        )
+    def movable_logic(self) -> _StallCheckedLogic:
+        """The motor record's logic with the stall check (ophyd-async's public override)."""
+        return _StallCheckedLogic(**motor_logic_signals(self), deadband=self.deadband)
+
+    @cached_property
+    def flyable_logic(self) -> _StallCheckedLogic:
+        """One logic object moves and flies the axis, as in `Motor`."""
+        return self.movable_logic
 
     async def stop(self, success: bool = False) -> None:
-        self._logic.stop_requested = True
+        self.movable_logic.stop_requested = True
         await super().stop(success=success)
 
 
@@ -111,9 +104,8 @@ def use_channel_access_environment(environment: Mapping[str, str]) -> None:
     """Set EPICS_CA_* for this process and make the next channel read them.
 
     libca reads its address list once per CA context; a dry run that starts a
-    simulated IOC on a fresh port must drop the context an earlier run made.
-    This uses aioca's private context holder (aioca has no public reset; it is
-    pinned for that reason).
+    simulated IOC on a fresh port must drop the context an earlier run made
+    (aioca has no public reset: `vegard._compat.destroy_channel_access_context`).
     """
     if not environment:
         return
@@ -141,7 +133,7 @@ def release_channel_access() -> None:
     Left to aioca's exit handler after a simulated IOC has stopped, libca waits out its
     connection timeout (30 s) before the process can end.
     """
-    _catools._Context._teardown()
+    destroy_channel_access_context()
 
 
 class Diffractometer(StandardReadable, Stoppable):

@@ -13,9 +13,9 @@ from typing import Generic
 
 from bluesky.protocols import Reading
 from event_model import DataKey
-from ophyd_async.core import SignalBackend, SignalR, SignalRW
-from ophyd_async.core._signal_backend import SignalDatatypeT, make_datakey, make_metadata
+from ophyd_async.core import SignalBackend, SignalDatatypeT, SignalR, SignalRW, make_datakey
 
+from vegard._compat import signal_metadata
 from vegard.clock import WALL_CLOCK, InstrumentClock
 
 Connect = Callable[[float], Awaitable[object]]
@@ -40,7 +40,7 @@ class DriverSignalBackend(SignalBackend[SignalDatatypeT], Generic[SignalDatatype
         self._connect = connect
         self._source = source
         self._clock = clock
-        self._metadata = make_metadata(datatype, units, None)
+        self._metadata = signal_metadata(datatype, units)
         self._setpoint: SignalDatatypeT | None = None
         self._last: Reading[SignalDatatypeT] | None = None
         super().__init__(datatype)

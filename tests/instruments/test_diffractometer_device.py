@@ -11,14 +11,17 @@ from collections.abc import Iterator
 
 import bluesky.plan_stubs as bps
 import pytest
-from aioca import _catools
 from bluesky.run_engine import call_in_bluesky_event_loop
 from bluesky.utils import FailedStatus
 from ophyd_async.core import wait_for_value
 from ophyd_async.epics.motor import MotorLimitsError
 from virtual_engines import close_virtual_run_engine, make_virtual_run_engine
 
-from vegard.instruments.diffractometer import MOTOR_PV_SUFFIXES, Diffractometer
+from vegard.instruments.diffractometer import (
+    MOTOR_PV_SUFFIXES,
+    Diffractometer,
+    release_channel_access,
+)
 from vegard.simulators.diffractometer_ioc import DIFFRACTOMETER_MOTORS, DiffractometerIoc
 from vegard.virtual_clock import VirtualClock
 
@@ -30,9 +33,9 @@ def restart_channel_access() -> None:
 
     libca reads the address list once per context; without this a module that
     ran earlier in the session with another IOC would decide where we search.
-    Uses aioca's private context holder (aioca has no public reset).
+    aioca has no public reset: this goes through `vegard._compat`.
     """
-    _catools._Context._teardown()
+    release_channel_access()
 
 
 @pytest.fixture(scope="module")
