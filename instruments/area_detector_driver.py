@@ -7,7 +7,7 @@ trigger (axis, first position, spacing, count), the piezo is then flown through 
 positions, and the frames are fetched afterwards. `INT` triggering (frames back to
 back from `ARM`) serves counts at a standing position.
 
-Command set (the simulator in `vegard.simulators.maxipix` serves the same):
+Command set (the simulator in `vegard.simulators.maxipix_emulator` serves the same):
 ``ROI r0,c0,rows,cols``, ``EXPO s``, ``DEAD?``, ``TRIG:SOUR INT|POS``, ``TRIG:AXIS name``,
 ``TRIG:STAR x``, ``TRIG:STEP dx``, ``FRAM n``, ``ARM``, ``STAT?``, ``FRAM:DATA?`` (one
 definite-length block of n·rows·cols little-endian uint16; an empty block means the

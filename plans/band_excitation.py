@@ -17,8 +17,8 @@ import bluesky.preprocessors as bpp
 from bluesky.protocols import Readable
 
 from vegard.analysis.run_metadata import EsmMapMetadata
-from vegard.instruments.afm_controller import BandExcitationSettings, ScanArea
-from vegard.instruments.band_excitation_afm import (
+from vegard.instruments.afm_driver import BandExcitationSettings, ScanArea
+from vegard.instruments.band_excitation_afm_device import (
     EXCITATIONS,
     AcquisitionSettings,
     BandExcitationAfm,

@@ -31,13 +31,13 @@ from vegard.diffraction_geometry import (
     pixel_q,
     rocking_angles_deg,
 )
-from vegard.instruments.area_detector import AreaDetector, SearchSettings
+from vegard.instruments.area_detector_device import AreaDetector, SearchSettings
 from vegard.instruments.area_detector_driver import PositionTrigger
 
 from .retakes import mv_retrying
 
 if TYPE_CHECKING:  # Channel Access is loaded only by a session that uses it
-    from vegard.instruments.diffractometer import Diffractometer
+    from vegard.instruments.diffractometer_device import Diffractometer
 
 PEAK_REGION_FRACTION = 0.2
 """Voxels of the smoothed search volume above this fraction of its maximum, connected

@@ -22,13 +22,13 @@ from ophyd_async.core import StandardReadable, soft_signal_rw
 
 from vegard.analysis.image_registration import image_shift_px
 from vegard.analysis.run_metadata import DriftTrackingMetadata
-from vegard.instruments.afm_controller import ScanArea
-from vegard.instruments.band_excitation_afm import (
+from vegard.instruments.afm_driver import ScanArea
+from vegard.instruments.band_excitation_afm_device import (
     AcquisitionSettings,
     BandExcitationAfm,
     TrackingImageSettings,
 )
-from vegard.instruments.temperature_stage import TemperatureStage
+from vegard.instruments.temperature_stage_device import TemperatureStage
 
 from .band_excitation import make_tip_safe, map_lines, map_metadata
 from .temperature_guard import TemperatureGuard

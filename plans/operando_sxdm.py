@@ -28,14 +28,14 @@ from ophyd_async.core import StandardReadable, soft_signal_rw
 
 from vegard.analysis.run_metadata import ChargeMetadata
 from vegard.diffraction_geometry import DiffractometerGeometry
-from vegard.instruments.area_detector import AreaDetector
-from vegard.instruments.potentiostat import GalvanostaticCharge, Potentiostat
+from vegard.instruments.area_detector_device import AreaDetector
+from vegard.instruments.potentiostat_device import GalvanostaticCharge, Potentiostat
 
 from .bragg_peak_search import PeakSearchSettings, find_bragg_peak
 from .rocking_map import RockingMapSettings, rocking_map_lines, sxdm_metadata
 
 if TYPE_CHECKING:  # Channel Access is loaded only by a session that uses it
-    from vegard.instruments.diffractometer import Diffractometer
+    from vegard.instruments.diffractometer_device import Diffractometer
 
 ALIGNMENT_STREAM = "alignment"
 EARLY_CHARGE_FRACTION = 0.8

@@ -38,14 +38,14 @@ from vegard.analysis.run_metadata import (
     SxdmMetadata,
 )
 from vegard.diffraction_geometry import DetectorRoi, DiffractometerGeometry, rocking_angles_deg
-from vegard.instruments.area_detector import AreaDetector, BadLineError, FlyLineSettings
+from vegard.instruments.area_detector_device import AreaDetector, BadLineError, FlyLineSettings
 from vegard.instruments.area_detector_driver import PositionTrigger
 from vegard.instruments.errors import MotorStalledError
 
 from .retakes import mv_retrying, with_retakes
 
 if TYPE_CHECKING:  # Channel Access is loaded only by a session that uses it
-    from vegard.instruments.diffractometer import Diffractometer
+    from vegard.instruments.diffractometer_device import Diffractometer
 
 FAST_PIEZO_UM_PER_S = 1000.0
 """Piezo speed of every move that is not a fly (the return between lines, moves between

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import bluesky.plan_stubs as bps
 
-from vegard.instruments.temperature_stage import TemperatureStage
+from vegard.instruments.temperature_stage_device import TemperatureStage
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 from bluesky.utils import Msg
 
-from vegard.instruments.lakeshore336 import HeaterRange
-from vegard.instruments.temperature_stage import TemperatureStage
+from vegard.instruments.lakeshore336_driver import HeaterRange
+from vegard.instruments.temperature_stage_device import TemperatureStage
 
 PerStep = Callable[[TemperatureStage, float, int], Generator[Msg, Any, Any]]
 

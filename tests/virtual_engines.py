@@ -9,7 +9,7 @@ from aioca import purge_channel_caches
 from bluesky import RunEngine
 from bluesky.run_engine import call_in_bluesky_event_loop
 
-from vegard.instruments.diffractometer import channel_access_barrier
+from vegard.instruments.diffractometer_device import channel_access_barrier
 from vegard.virtual_clock import VirtualClock
 
 

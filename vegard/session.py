@@ -190,7 +190,7 @@ class Session:
                 self._lab_running = True
                 environment = self.lab.client_environment()
                 if environment:  # Channel Access is loaded only for a session that uses it
-                    from vegard.instruments.diffractometer import (
+                    from vegard.instruments.diffractometer_device import (
                         use_channel_access_environment,
                     )
 
@@ -272,7 +272,7 @@ class Session:
         if self.lab is not None and self._lab_running:
             try:
                 if self._uses_channel_access:
-                    from vegard.instruments.diffractometer import release_channel_access
+                    from vegard.instruments.diffractometer_device import release_channel_access
 
                     release_channel_access()  # before the IOC goes away
                     self._uses_channel_access = False
@@ -285,7 +285,7 @@ class Session:
         every jump (see `vegard.virtual_clock`): libca's traffic is invisible otherwise."""
         if not self.clock.virtual or self.lab is None or not self.lab.clock_sync_pvs():
             return
-        from vegard.instruments.diffractometer import channel_access_barrier
+        from vegard.instruments.diffractometer_device import channel_access_barrier
 
         for pv in self.lab.clock_sync_pvs():
             barrier = channel_access_barrier(pv)

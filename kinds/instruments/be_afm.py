@@ -21,8 +21,8 @@ class AfmSettings(DeviceSettings):
 
 
 def build(settings: AfmSettings, name: str, address: str, context):
-    from vegard.instruments.afm_controller import BandExcitationAfmController
-    from vegard.instruments.band_excitation_afm import BandExcitationAfm
+    from vegard.instruments.afm_driver import BandExcitationAfmController
+    from vegard.instruments.band_excitation_afm_device import BandExcitationAfm
     from vegard.instruments.visa_connection import VisaConnection
 
     connection = VisaConnection(
@@ -37,12 +37,12 @@ def build(settings: AfmSettings, name: str, address: str, context):
 
 
 def simulator():
-    from vegard.simulators.afm import AtomicForceMicroscope
-    from vegard.simulators.afm_controller import AfmController
+    from vegard.simulators.afm_controller_emulator import AfmControllerEmulator
+    from vegard.simulators.afm_model import AtomicForceMicroscope
     from vegard.simulators.lab import SimulatorKind
 
     # the tip sits on the stage: sample temperature and thermal drift come from there
-    return SimulatorKind(model=AtomicForceMicroscope, emulator=AfmController,
+    return SimulatorKind(model=AtomicForceMicroscope, emulator=AfmControllerEmulator,
                          peers={"temperature_stage": "lakeshore336"})
 
 

@@ -19,13 +19,13 @@ class DiffractometerSettings(DeviceSettings):
 
 def build(settings: DiffractometerSettings, name: str, address: str, context):
     # Channel Access costs a fifth of a second to load: only where a diffractometer is built
-    from vegard.instruments.diffractometer import Diffractometer, pv_prefix_of
+    from vegard.instruments.diffractometer_device import Diffractometer, pv_prefix_of
 
     return Diffractometer(pv_prefix_of(address), name=name)
 
 
 def simulator():
-    from vegard.simulators.diffractometer_ioc import SimulatedDiffractometer
+    from vegard.simulators.diffractometer_ioc_emulator import SimulatedDiffractometer
     from vegard.simulators.lab import SimulatorKind
 
     return SimulatorKind(model=SimulatedDiffractometer, transport="self")

@@ -32,14 +32,14 @@ class TemperatureStageSettings(DeviceSettings):
 
 
 def build(settings: TemperatureStageSettings, name: str, address: str, context):
-    from vegard.instruments.lakeshore336 import LakeShore336
-    from vegard.instruments.temperature_stage import TemperatureStage
+    from vegard.instruments.lakeshore336_driver import LakeShore336Driver
+    from vegard.instruments.temperature_stage_device import TemperatureStage
     from vegard.instruments.visa_connection import VisaConnection
 
     connection = VisaConnection(
         address, name=name, timeout_s=settings.timeout_s, clock=context.clock)
     return TemperatureStage(
-        LakeShore336(connection),
+        LakeShore336Driver(connection),
         clock=context.clock,
         minimum_temperature_k=settings.minimum_temperature_k,
         maximum_temperature_k=settings.maximum_temperature_k,
@@ -51,10 +51,10 @@ def build(settings: TemperatureStageSettings, name: str, address: str, context):
 
 def simulator():
     from vegard.simulators.lab import SimulatorKind
-    from vegard.simulators.lakeshore336 import LakeShore336
-    from vegard.simulators.temperature_stage import TemperatureStage
+    from vegard.simulators.lakeshore336_emulator import LakeShore336Emulator
+    from vegard.simulators.temperature_stage_model import TemperatureStageModel
 
-    return SimulatorKind(model=TemperatureStage, emulator=LakeShore336)
+    return SimulatorKind(model=TemperatureStageModel, emulator=LakeShore336Emulator)
 
 
 KIND = InstrumentKind(

@@ -27,7 +27,7 @@ class AreaDetectorSettings(DeviceSettings):
 
 
 def build(settings: AreaDetectorSettings, name: str, address: str, context):
-    from vegard.instruments.area_detector import AreaDetector
+    from vegard.instruments.area_detector_device import AreaDetector
     from vegard.instruments.area_detector_driver import AreaDetectorDriver
     from vegard.instruments.visa_connection import VisaConnection
 
@@ -44,8 +44,8 @@ def build(settings: AreaDetectorSettings, name: str, address: str, context):
 
 def simulator():
     from vegard.simulators.lab import SimulatorKind
-    from vegard.simulators.maxipix import MaxipixEmulator
-    from vegard.simulators.sxdm_endstation import SxdmEndStation
+    from vegard.simulators.maxipix_emulator import MaxipixEmulator
+    from vegard.simulators.sxdm_endstation_model import SxdmEndStation
 
     # the frames come from the crystal in the charging cell at the diffractometer's angles
     return SimulatorKind(model=SxdmEndStation, emulator=MaxipixEmulator,

@@ -22,7 +22,7 @@ class PotentiostatSettings(DeviceSettings):
 
 
 def build(settings: PotentiostatSettings, name: str, address: str, context):
-    from vegard.instruments.potentiostat import Potentiostat
+    from vegard.instruments.potentiostat_device import Potentiostat
     from vegard.instruments.potentiostat_driver import PotentiostatDriver
     from vegard.instruments.serial_connection import SerialConnection
 
@@ -34,8 +34,8 @@ def build(settings: PotentiostatSettings, name: str, address: str, context):
 
 def simulator():
     from vegard.simulators.lab import SimulatorKind
-    from vegard.simulators.lmno_cell import LmnoCell
-    from vegard.simulators.potentiostat import PotentiostatEmulator
+    from vegard.simulators.lmno_cell_model import LmnoCell
+    from vegard.simulators.potentiostat_emulator import PotentiostatEmulator
 
     return SimulatorKind(model=LmnoCell, emulator=PotentiostatEmulator, transport="serial")
 

@@ -115,7 +115,7 @@ def check_afm(protocol, bench: Bench, path: Path, scan_size_factor: float = 1.0)
 
 def map_settings_of(protocol):
     """The plan's acquisition settings from a protocol's `map` and `excitation`."""
-    from vegard.instruments.afm_controller import ScanArea
+    from vegard.instruments.afm_driver import ScanArea
     from vegard.plans.band_excitation import map_settings
 
     area = protocol.map

@@ -13,7 +13,7 @@ import numpy as np
 
 from vegard.config.errors import ConfigError
 from vegard.diffraction_geometry import DiffractometerGeometry, bragg_angles, centred_roi
-from vegard.instruments.potentiostat import c_rate_current_a
+from vegard.instruments.potentiostat_device import c_rate_current_a
 from vegard.plans.bragg_peak_search import PeakSearchSettings, spread_positions_um
 from vegard.plans.operando_sxdm import ChargeSettings, operando_sxdm
 from vegard.plans.rocking_map import RockingMapSettings, raster_axis_um

@@ -39,7 +39,7 @@ def check(protocol: TemperatureStepsProtocol, bench: Bench, path: Path) -> None:
 
 
 def plan(protocol: TemperatureStepsProtocol, devices, bench: Bench, md: dict[str, Any]):
-    from vegard.instruments.lakeshore336 import HeaterRange
+    from vegard.instruments.lakeshore336_driver import HeaterRange
     from vegard.plans.temperature_steps import temperature_steps
 
     settings = protocol.temperature_stage

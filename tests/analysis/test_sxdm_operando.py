@@ -26,7 +26,7 @@ from vegard.analysis.sxdm_operando import (
 )
 from vegard.diffraction_geometry import DiffractometerGeometry, pixel_q
 from vegard.instruments.hdf5_stream import Hdf5StreamWriter
-from vegard.simulators.lmno_cell import LmnoCell
+from vegard.simulators.lmno_cell_model import LmnoCell
 from vegard.simulators.lmno_crystal import LmnoCrystal, tilt_normal
 from vegard.simulators.nanodiffraction import (
     NanoBeam,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vegard.clock import InstrumentClock
-from vegard.instruments.afm_controller import BandExcitationAfmController
+from vegard.instruments.afm_driver import BandExcitationAfmController
 from vegard.instruments.visa_connection import InstrumentReplyError, VisaConnection
 from vegard.simulators.scpi_server import Instrument, ScpiServer, binary_block
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from vegard.diffraction_geometry import DetectorRoi
-from vegard.instruments.area_detector import (
+from vegard.instruments.area_detector_device import (
     AreaDetector,
     DoseBudgetError,
     FlyLineSettings,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from vegard.instruments.errors import InstrumentCommunicationError
-from vegard.instruments.lakeshore336 import HeaterRange, LakeShore336
+from vegard.instruments.lakeshore336_driver import HeaterRange, LakeShore336Driver
 from vegard.instruments.potentiostat_driver import PotentiostatDriver
 from vegard.instruments.serial_connection import SerialConnection
 from vegard.instruments.visa_connection import VisaConnection
@@ -44,7 +44,7 @@ def run_on_lakeshore(lab: SimulatedLab, exchange):
     connection = VisaConnection(
         lab.addresses["temperature_stage"], name="temperature_stage", timeout_s=TIMEOUT_S,
         clock=lab.clock)
-    driver = LakeShore336(connection)
+    driver = LakeShore336Driver(connection)
 
     async def body():
         await driver.connect()
@@ -69,7 +69,7 @@ def test_one_fault_on_a_reading_is_retried_and_the_reading_is_right(kind):
     assert connection.reconnects_made == 1  # every failed exchange starts a fresh connection
 
 
-async def _two_readings(driver: LakeShore336) -> tuple[float, float]:
+async def _two_readings(driver: LakeShore336Driver) -> tuple[float, float]:
     return await driver.temperature_k(), await driver.temperature_k()
 
 
@@ -120,7 +120,7 @@ def test_faults_can_be_scheduled_in_instrument_time():
     lab = SimulatedLab(clock, {"temperature_stage": {"fault_malformed_at_s": 3600.0}},
                        instruments=["temperature_stage"]).start()
 
-    async def body(driver: LakeShore336) -> float:
+    async def body(driver: LakeShore336Driver) -> float:
         before = await driver.temperature_k()
         await clock.sleep(3600.0)
         return before, await driver.temperature_k()

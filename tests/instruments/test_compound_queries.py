@@ -9,8 +9,8 @@ from bluesky.run_engine import call_in_bluesky_event_loop
 from virtual_engines import close_virtual_run_engine, make_virtual_run_engine
 
 from vegard.instruments.errors import InstrumentCommunicationError
-from vegard.instruments.lakeshore336 import LakeShore336
-from vegard.instruments.temperature_stage import TemperatureStage
+from vegard.instruments.lakeshore336_driver import LakeShore336Driver
+from vegard.instruments.temperature_stage_device import TemperatureStage
 from vegard.instruments.visa_connection import VisaConnection
 from vegard.simulators.lab import SimulatedLab
 from vegard.virtual_clock import VirtualClock
@@ -31,7 +31,8 @@ def lab():
 def stage_of(lab) -> TemperatureStage:
     connection = VisaConnection(lab.addresses["temperature_stage"], name="temperature_stage",
                                 clock=lab.clock)
-    stage = TemperatureStage(LakeShore336(connection), clock=lab.clock, name="temperature_stage")
+    stage = TemperatureStage(LakeShore336Driver(connection), clock=lab.clock,
+                             name="temperature_stage")
     call_in_bluesky_event_loop(stage.connect(timeout=5))
     return stage
 

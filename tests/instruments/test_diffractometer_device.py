@@ -17,12 +17,12 @@ from ophyd_async.core import wait_for_value
 from ophyd_async.epics.motor import MotorLimitsError
 from virtual_engines import close_virtual_run_engine, make_virtual_run_engine
 
-from vegard.instruments.diffractometer import (
+from vegard.instruments.diffractometer_device import (
     MOTOR_PV_SUFFIXES,
     Diffractometer,
     release_channel_access,
 )
-from vegard.simulators.diffractometer_ioc import DIFFRACTOMETER_MOTORS, DiffractometerIoc
+from vegard.simulators.diffractometer_ioc_emulator import DIFFRACTOMETER_MOTORS, DiffractometerIoc
 from vegard.virtual_clock import VirtualClock
 
 PREFIX = "SIM:DIFF:"

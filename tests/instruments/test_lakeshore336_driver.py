@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from vegard.clock import InstrumentClock
-from vegard.instruments.lakeshore336 import HeaterRange, LakeShore336
+from vegard.instruments.lakeshore336_driver import HeaterRange, LakeShore336Driver
 from vegard.instruments.visa_connection import (
     InstrumentCommunicationError,
     InstrumentReplyError,
@@ -16,8 +16,9 @@ from vegard.instruments.visa_connection import (
 from vegard.simulators.scpi_server import Instrument, ScpiServer
 
 
-def driver_for(address: str, timeout_s: float = 2.0) -> LakeShore336:
-    return LakeShore336(VisaConnection(address, name="temperature_stage", timeout_s=timeout_s))
+def driver_for(address: str, timeout_s: float = 2.0) -> LakeShore336Driver:
+    connection = VisaConnection(address, name="temperature_stage", timeout_s=timeout_s)
+    return LakeShore336Driver(connection)
 
 
 def test_driver_reads_and_writes_the_simulated_controller(lab):

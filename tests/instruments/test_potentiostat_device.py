@@ -13,7 +13,11 @@ import pytest
 from bluesky.run_engine import call_in_bluesky_event_loop
 from virtual_engines import close_virtual_run_engine, make_virtual_run_engine
 
-from vegard.instruments.potentiostat import GalvanostaticCharge, Potentiostat, c_rate_current_a
+from vegard.instruments.potentiostat_device import (
+    GalvanostaticCharge,
+    Potentiostat,
+    c_rate_current_a,
+)
 from vegard.instruments.potentiostat_driver import (
     CellMode,
     PotentiostatDriver,
@@ -24,8 +28,8 @@ from vegard.instruments.visa_connection import (
     InstrumentCommunicationError,
     InstrumentReplyError,
 )
-from vegard.simulators.lmno_cell import LmnoCell
-from vegard.simulators.potentiostat import PotentiostatEmulator
+from vegard.simulators.lmno_cell_model import LmnoCell
+from vegard.simulators.potentiostat_emulator import PotentiostatEmulator
 from vegard.simulators.scpi_server import Instrument, ScpiServer
 from vegard.virtual_clock import VirtualClock
 

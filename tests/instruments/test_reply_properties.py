@@ -16,10 +16,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vegard.instruments.afm_controller import BandExcitationAfmController, ScanArea
+from vegard.instruments.afm_driver import BandExcitationAfmController, ScanArea
 from vegard.instruments.area_detector_driver import AreaDetectorDriver
 from vegard.instruments.errors import InstrumentCommunicationError, InstrumentReplyError
-from vegard.instruments.lakeshore336 import HeaterRange, LakeShore336, PidGains, RampSetting
+from vegard.instruments.lakeshore336_driver import (
+    HeaterRange,
+    LakeShore336Driver,
+    PidGains,
+    RampSetting,
+)
 from vegard.instruments.potentiostat_driver import CellMode, CellReading, PotentiostatDriver
 from vegard.instruments.replies import parse_float, parse_floats, parse_ints
 
@@ -165,14 +170,14 @@ def test_potentiostat_read_all_examples(reply: str, expected: CellReading | None
 @EXAMPLES
 @given(reply=replies)
 def test_lakeshore_structured_replies(reply: str):
-    heater = outcome(lambda c: LakeShore336(c).heater_range(), reply)
+    heater = outcome(lambda c: LakeShore336Driver(c).heater_range(), reply)
     assert isinstance(heater, (HeaterRange, InstrumentReplyError))
-    ramp = outcome(lambda c: LakeShore336(c).ramp(), reply)
+    ramp = outcome(lambda c: LakeShore336Driver(c).ramp(), reply)
     if isinstance(ramp, RampSetting):
         assert finite(ramp.rate_k_per_min)
     else:
         assert isinstance(ramp, InstrumentReplyError)
-    pid = outcome(lambda c: LakeShore336(c).pid(), reply)
+    pid = outcome(lambda c: LakeShore336Driver(c).pid(), reply)
     if isinstance(pid, PidGains):
         assert finite(pid.proportional, pid.integral, pid.derivative)
     else:
@@ -180,9 +185,9 @@ def test_lakeshore_structured_replies(reply: str):
 
 
 def test_lakeshore_heater_range_examples():
-    assert outcome(lambda c: LakeShore336(c).heater_range(), "3") == HeaterRange("high")
+    assert outcome(lambda c: LakeShore336Driver(c).heater_range(), "3") == HeaterRange("high")
     for bad in ("4", "-1", "1.0", "high", ""):
-        assert isinstance(outcome(lambda c: LakeShore336(c).heater_range(), bad),
+        assert isinstance(outcome(lambda c: LakeShore336Driver(c).heater_range(), bad),
                           InstrumentReplyError)
 
 

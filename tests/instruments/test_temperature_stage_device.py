@@ -7,8 +7,8 @@ import itertools
 
 import pytest
 
-from vegard.instruments.lakeshore336 import LakeShore336
-from vegard.instruments.temperature_stage import (
+from vegard.instruments.lakeshore336_driver import LakeShore336Driver
+from vegard.instruments.temperature_stage_device import (
     SettleWindow,
     TemperatureNotSettledError,
     TemperatureOutOfRangeError,
@@ -22,7 +22,8 @@ from vegard.virtual_clock import VirtualClock
 def make_stage(lab, **options) -> TemperatureStage:
     connection = VisaConnection(lab.addresses["temperature_stage"], name="temperature_stage",
                                 clock=lab.clock)
-    return TemperatureStage(LakeShore336(connection), clock=lab.clock, name="stage", **options)
+    return TemperatureStage(LakeShore336Driver(connection), clock=lab.clock, name="stage",
+                            **options)
 
 
 def run(lab, body, **options):

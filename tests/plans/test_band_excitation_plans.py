@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from bluesky.run_engine import call_in_bluesky_event_loop
 
-from vegard.instruments.afm_controller import BandExcitationAfmController, ScanArea
-from vegard.instruments.band_excitation_afm import BandExcitationAfm, BiasLimitError
+from vegard.instruments.afm_driver import BandExcitationAfmController, ScanArea
+from vegard.instruments.band_excitation_afm_device import BandExcitationAfm, BiasLimitError
 from vegard.instruments.visa_connection import VisaConnection
 from vegard.plans.band_excitation import (
     band_excitation_spectrum,

@@ -14,15 +14,15 @@ import pytest
 from bluesky.run_engine import call_in_bluesky_event_loop
 
 from vegard.diffraction_geometry import DiffractometerGeometry, bragg_angles, centred_roi
-from vegard.instruments.area_detector import AreaDetector
+from vegard.instruments.area_detector_device import AreaDetector
 from vegard.instruments.area_detector_driver import AreaDetectorDriver
-from vegard.instruments.diffractometer import (
+from vegard.instruments.diffractometer_device import (
     Diffractometer,
     channel_access_barrier,
     release_channel_access,
     use_channel_access_environment,
 )
-from vegard.instruments.potentiostat import Potentiostat
+from vegard.instruments.potentiostat_device import Potentiostat
 from vegard.instruments.potentiostat_driver import PotentiostatDriver
 from vegard.instruments.serial_connection import SerialConnection
 from vegard.instruments.visa_connection import VisaConnection

@@ -7,8 +7,8 @@ import pytest
 from bluesky.run_engine import call_in_bluesky_event_loop
 from virtual_engines import close_virtual_run_engine, make_virtual_run_engine
 
-from vegard.instruments.lakeshore336 import HeaterRange, LakeShore336
-from vegard.instruments.temperature_stage import TemperatureStage
+from vegard.instruments.lakeshore336_driver import HeaterRange, LakeShore336Driver
+from vegard.instruments.temperature_stage_device import TemperatureStage
 from vegard.instruments.visa_connection import VisaConnection
 from vegard.plans.temperature_steps import MONITOR_STREAM, temperature_steps
 from vegard.simulators.lab import SimulatedLab
@@ -39,7 +39,7 @@ def connected_stage(lab, **options) -> TemperatureStage:
     connection = VisaConnection(lab.addresses["temperature_stage"], name="temperature_stage",
                                 clock=lab.clock)
     stage = TemperatureStage(
-        LakeShore336(connection), clock=lab.clock, name="temperature_stage", **options
+        LakeShore336Driver(connection), clock=lab.clock, name="temperature_stage", **options
     )
     call_in_bluesky_event_loop(stage.connect(timeout=5))
     return stage

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from vegard.clock import InstrumentClock
-from vegard.simulators.afm import AtomicForceMicroscope
-from vegard.simulators.afm_controller import AfmController
+from vegard.simulators.afm_controller_emulator import AfmControllerEmulator
+from vegard.simulators.afm_model import AtomicForceMicroscope
 from vegard.simulators.scpi_server import ScpiServer
 
 FAST = 1.0e6
@@ -54,7 +54,7 @@ class BlockClient:
 @pytest.fixture
 def afm():
     model = AtomicForceMicroscope(InstrumentClock(FAST), seed=3)
-    with ScpiServer(AfmController(model)) as server:
+    with ScpiServer(AfmControllerEmulator(model)) as server:
         client = BlockClient(server.port)
         yield model, client
         client.socket.close()

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from ca_client import get, put, wait_until
 
-from vegard.simulators.diffractometer_ioc import (
+from vegard.simulators.diffractometer_ioc_emulator import (
     Move,
     MoveHistory,
     SimulatedDiffractometer,

@@ -14,7 +14,7 @@ from caproto import CaprotoTimeoutError, ErrorResponseReceived
 from caproto.sync.client import read
 
 from vegard.clock import InstrumentClock
-from vegard.simulators.diffractometer_ioc import (
+from vegard.simulators.diffractometer_ioc_emulator import (
     DIFFRACTOMETER_MOTORS,
     DiffractometerIoc,
     Move,

@@ -6,19 +6,19 @@ import re
 
 import pytest
 
-from vegard.simulators.lakeshore336 import LakeShore336
+from vegard.simulators.lakeshore336_emulator import LakeShore336Emulator
 from vegard.simulators.scpi_server import ScpiServer
-from vegard.simulators.temperature_stage import TemperatureStage
+from vegard.simulators.temperature_stage_model import TemperatureStageModel
 
 
 @pytest.fixture
-def stage(manual_clock) -> TemperatureStage:
-    return TemperatureStage(manual_clock, {"sensor_noise_k": 0.001}, seed=3)
+def stage(manual_clock) -> TemperatureStageModel:
+    return TemperatureStageModel(manual_clock, {"sensor_noise_k": 0.001}, seed=3)
 
 
 @pytest.fixture
 def client(stage, connect):
-    with ScpiServer(LakeShore336(stage)) as server:
+    with ScpiServer(LakeShore336Emulator(stage)) as server:
         yield connect(server.port)
 
 

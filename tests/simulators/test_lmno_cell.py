@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from vegard.simulators.lmno_cell import (
+from vegard.simulators.lmno_cell_model import (
     FARADAY_C_PER_MOL,
     GAS_CONSTANT_J_PER_MOL_K,
     CellMode,

@@ -63,7 +63,7 @@ import asyncio
 from aioca import caget
 from bound_sockets import bound_sockets
 from vegard.clock import InstrumentClock
-from vegard.instruments.diffractometer import use_channel_access_environment
+from vegard.instruments.diffractometer_device import use_channel_access_environment
 from vegard.simulators.lab import SimulatedLab
 
 def children():

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from vegard.simulators.lmno_cell import LmnoCell
-from vegard.simulators.potentiostat import PotentiostatEmulator
+from vegard.simulators.lmno_cell_model import LmnoCell
+from vegard.simulators.potentiostat_emulator import PotentiostatEmulator
 from vegard.simulators.scpi_server import ScpiServer
 
 HOUR_S = 3600.0

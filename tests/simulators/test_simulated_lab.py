@@ -13,10 +13,11 @@ import pytest
 from vegard.clock import InstrumentClock
 from vegard.simulators.control import control_server, parse_clock_reply
 from vegard.simulators.lab import SimulatedLab, default_instruments, simulator_kinds
-from vegard.simulators.lakeshore336 import LakeShore336
+from vegard.simulators.lakeshore336_emulator import LakeShore336Emulator
 from vegard.simulators.parameters import SimulatorParameterError
 from vegard.simulators.serve import serve_forever
-from vegard.simulators.temperature_stage import TemperatureStage
+from vegard.simulators.temperature_stage_model import TemperatureStageModel
+from vegard.virtual_clock import VirtualClock
 
 FAST = 10_000.0
 """Instrument seconds per wall second: 0.05 s of test time is 500 s on the stage."""
@@ -38,8 +39,8 @@ def test_registry_maps_the_temperature_stage_to_model_and_emulator() -> None:
     assert default_instruments()["temperature_stage"] == "lakeshore336"
     usual_name, kind = simulator_kinds()["lakeshore336"]
     assert usual_name == "temperature_stage"
-    assert kind.model is TemperatureStage
-    assert kind.emulator is LakeShore336
+    assert kind.model is TemperatureStageModel
+    assert kind.emulator is LakeShore336Emulator
 
 
 def test_addresses_are_loopback_visa_sockets(lab, connect, port_from_address) -> None:
@@ -47,7 +48,7 @@ def test_addresses_are_loopback_visa_sockets(lab, connect, port_from_address) ->
     assert address.startswith("TCPIP0::127.0.0.1::") and address.endswith("::SOCKET")
     client = connect(port_from_address(address))
     assert client.query("*IDN?") == "LSCI,MODEL336,SIM336,2.9"
-    assert isinstance(lab.instruments["temperature_stage"], LakeShore336)
+    assert isinstance(lab.instruments["temperature_stage"], LakeShore336Emulator)
 
 
 def test_fixed_ports_are_used() -> None:
@@ -89,7 +90,7 @@ def test_parameters_reach_the_model_and_bad_ones_are_refused() -> None:
 def test_same_seed_same_noise() -> None:
     readings = []
     for _ in range(2):
-        clock = InstrumentClock(speedup=1.0, origin_s=1e9)
+        clock = VirtualClock()  # a wall clock would let the stage warm between the reads
         lab = SimulatedLab(clock, seed=5)
         stage = lab.models["temperature_stage"]
         readings.append([stage.read_temperature_k("B") for _ in range(5)])
@@ -179,7 +180,7 @@ def test_the_diffractometer_is_served_by_its_ioc_over_channel_access(lab) -> Non
 
 
 def test_the_ioc_search_port_can_be_fixed() -> None:
-    from vegard.simulators.diffractometer_ioc import free_port as free_udp_and_tcp_port
+    from vegard.simulators.diffractometer_ioc_emulator import free_port as free_udp_and_tcp_port
 
     port = free_udp_and_tcp_port()
     clock = InstrumentClock(speedup=FAST)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from vegard.diffraction_geometry import DetectorRoi, detector_angles_for_specular
-from vegard.simulators.diffractometer_ioc import DIFFRACTOMETER_MOTORS, Move, MoveHistory
+from vegard.simulators.diffractometer_ioc_emulator import DIFFRACTOMETER_MOTORS, Move, MoveHistory
 from vegard.simulators.lmno_crystal import PHASES
-from vegard.simulators.sxdm_endstation import SxdmEndStation
+from vegard.simulators.sxdm_endstation_model import SxdmEndStation
 
 
 class Axes:

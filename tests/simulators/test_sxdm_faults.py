@@ -15,11 +15,11 @@ from caproto.sync.client import read, write
 
 from vegard.clock import InstrumentClock
 from vegard.diffraction_geometry import DetectorRoi
-from vegard.simulators.diffractometer_ioc import MotionFaults, SimulatedDiffractometer
+from vegard.simulators.diffractometer_ioc_emulator import MotionFaults, SimulatedDiffractometer
 from vegard.simulators.lab import parameter_specs
-from vegard.simulators.lmno_cell import LmnoCell
-from vegard.simulators.maxipix import MaxipixEmulator
-from vegard.simulators.sxdm_endstation import SATURATION_COUNTS, SxdmEndStation
+from vegard.simulators.lmno_cell_model import LmnoCell
+from vegard.simulators.maxipix_emulator import MaxipixEmulator
+from vegard.simulators.sxdm_endstation_model import SATURATION_COUNTS, SxdmEndStation
 
 ROI = DetectorRoi(224, 176, 64, 160)
 C15_A = 5.0 * 147.0 / 15 * 1e-6  # C/15 of the default 5 mg electrode

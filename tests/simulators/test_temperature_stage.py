@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from vegard.simulators.heater_control import HeaterRange
-from vegard.simulators.temperature_stage import SetpointOutOfRange, TemperatureStage
+from vegard.simulators.temperature_stage_model import SetpointOutOfRange, TemperatureStageModel
 from vegard.simulators.thermal_loop import ThermalLoop, matrix_exponential
 
 
 def step_response(
-    stage: TemperatureStage, clock, target_k: float, duration_s: float = 600.0
+    stage: TemperatureStageModel, clock, target_k: float, duration_s: float = 600.0
 ) -> list[dict]:
     """Set a new setpoint and record the ground truth every instrument second."""
     stage.set_setpoint(target_k)
@@ -32,7 +32,7 @@ def settling_time_s(history: list[dict], target_k: float, key: str, band_k: floa
 
 
 def test_step_up_295_to_350_settles_within_three_minutes_without_overshoot(manual_clock) -> None:
-    stage = TemperatureStage(manual_clock)
+    stage = TemperatureStageModel(manual_clock)
     history = step_response(stage, manual_clock, 350.0)
     assert settling_time_s(history, 350.0, "stage_temperature_k") < 180.0
     overshoot_k = max(h["stage_temperature_k"] for h in history) - 350.0
@@ -46,7 +46,7 @@ def test_step_up_295_to_350_settles_within_three_minutes_without_overshoot(manua
 def test_step_down_350_to_250_settles_within_five_minutes_without_undershoot(
     manual_clock,
 ) -> None:
-    stage = TemperatureStage(manual_clock)
+    stage = TemperatureStageModel(manual_clock)
     step_response(stage, manual_clock, 350.0, duration_s=900.0)
     history = step_response(stage, manual_clock, 250.0)
     assert settling_time_s(history, 250.0, "stage_temperature_k") < 300.0
@@ -57,7 +57,7 @@ def test_step_down_350_to_250_settles_within_five_minutes_without_undershoot(
 def test_steps_of_25_to_50_k_anywhere_in_200_to_400_k_settle(
     manual_clock, start_k: float, target_k: float
 ) -> None:
-    stage = TemperatureStage(manual_clock)
+    stage = TemperatureStageModel(manual_clock)
     step_response(stage, manual_clock, start_k, duration_s=900.0)
     history = step_response(stage, manual_clock, target_k)
     assert settling_time_s(history, target_k, "stage_temperature_k") < 300.0
@@ -66,7 +66,7 @@ def test_steps_of_25_to_50_k_anywhere_in_200_to_400_k_settle(
 
 
 def test_ramp_moves_the_setpoint_at_the_rate_and_the_stage_follows(manual_clock) -> None:
-    stage = TemperatureStage(manual_clock)
+    stage = TemperatureStageModel(manual_clock)
     stage.set_ramp(True, 10.0)
     stage.set_setpoint(345.0)
     assert stage.ramping
@@ -86,7 +86,7 @@ def test_ramp_moves_the_setpoint_at_the_rate_and_the_stage_follows(manual_clock)
 
 
 def test_switching_the_ramp_off_mid_ramp_puts_the_setpoint_at_the_target(manual_clock) -> None:
-    stage = TemperatureStage(manual_clock)
+    stage = TemperatureStageModel(manual_clock)
     stage.set_ramp(True, 1.0)
     stage.set_setpoint(300.0)
     manual_clock.advance(60.0)
@@ -99,7 +99,7 @@ def test_switching_the_ramp_off_mid_ramp_puts_the_setpoint_at_the_target(manual_
 def test_heater_power_at_steady_state_balances_the_bath_leak(
     manual_clock, temperature_k: float
 ) -> None:
-    stage = TemperatureStage(manual_clock)
+    stage = TemperatureStageModel(manual_clock)
     stage.set_setpoint(temperature_k)
     manual_clock.advance(3600.0)
     truth = stage.ground_truth()
@@ -111,7 +111,7 @@ def test_heater_power_at_steady_state_balances_the_bath_leak(
 
 
 def test_the_stage_starts_in_equilibrium_at_the_initial_temperature(manual_clock) -> None:
-    stage = TemperatureStage(manual_clock, {"initial_temperature_k": 300.0})
+    stage = TemperatureStageModel(manual_clock, {"initial_temperature_k": 300.0})
     manual_clock.advance(600.0)
     truth = stage.ground_truth()
     assert truth["stage_temperature_k"] == pytest.approx(300.0, abs=0.01)
@@ -119,7 +119,7 @@ def test_the_stage_starts_in_equilibrium_at_the_initial_temperature(manual_clock
 
 
 def test_sample_drift_is_proportional_to_its_temperature_change(manual_clock) -> None:
-    stage = TemperatureStage(manual_clock)
+    stage = TemperatureStageModel(manual_clock)
     assert stage.sample_drift_nm() == pytest.approx((0.0, 0.0), abs=0.01)
     drifts = {}
     for temperature_k in (345.0, 245.0):
@@ -133,7 +133,7 @@ def test_sample_drift_is_proportional_to_its_temperature_change(manual_clock) ->
 
 
 def test_drift_follows_the_lagging_sample_not_the_stage(manual_clock) -> None:
-    stage = TemperatureStage(manual_clock)
+    stage = TemperatureStageModel(manual_clock)
     stage.set_setpoint(350.0)
     manual_clock.advance(30.0)
     truth = stage.ground_truth()
@@ -142,7 +142,7 @@ def test_drift_follows_the_lagging_sample_not_the_stage(manual_clock) -> None:
 
 
 def test_setpoints_outside_the_rated_range_are_refused(manual_clock) -> None:
-    stage = TemperatureStage(manual_clock)
+    stage = TemperatureStageModel(manual_clock)
     for target_k in (199.9, 400.1):
         with pytest.raises(SetpointOutOfRange):
             stage.set_setpoint(target_k)
@@ -150,7 +150,7 @@ def test_setpoints_outside_the_rated_range_are_refused(manual_clock) -> None:
 
 
 def test_with_the_heater_off_the_stage_cools_towards_the_bath(manual_clock) -> None:
-    stage = TemperatureStage(manual_clock)
+    stage = TemperatureStageModel(manual_clock)
     stage.set_heater_range(HeaterRange.OFF)
     manual_clock.advance(60.0)
     assert stage.heater_output_percent() == 0.0
@@ -160,7 +160,7 @@ def test_with_the_heater_off_the_stage_cools_towards_the_bath(manual_clock) -> N
 
 
 def test_low_range_cannot_hold_room_temperature(manual_clock) -> None:
-    stage = TemperatureStage(manual_clock)
+    stage = TemperatureStageModel(manual_clock)
     stage.set_heater_range(HeaterRange.LOW)  # 0.5 W full scale: holds at most 77 + 5 K
     manual_clock.advance(7200.0)
     assert stage.heater_output_percent() == 100.0
@@ -168,7 +168,7 @@ def test_low_range_cannot_hold_room_temperature(manual_clock) -> None:
 
 
 def test_reset_turns_the_heater_off_and_restores_the_power_on_pid(manual_clock) -> None:
-    stage = TemperatureStage(manual_clock)
+    stage = TemperatureStageModel(manual_clock)
     stage.set_pid(10.0, 5.0, 0.0)
     stage.set_ramp(True, 5.0)
     stage.reset()
@@ -178,7 +178,7 @@ def test_reset_turns_the_heater_off_and_restores_the_power_on_pid(manual_clock) 
 
 
 def test_changing_pid_while_holding_does_not_kick_the_output(manual_clock) -> None:
-    stage = TemperatureStage(manual_clock)
+    stage = TemperatureStageModel(manual_clock)
     manual_clock.advance(60.0)
     before = stage.heater_output_percent()
     stage.set_pid(20.0, 50.0, 0.0)
@@ -189,7 +189,7 @@ def test_changing_pid_while_holding_does_not_kick_the_output(manual_clock) -> No
 def test_sensor_noise_has_the_set_spread_and_is_reproducible(manual_clock) -> None:
     readings = {}
     for seed in (1, 1, 2):
-        stage = TemperatureStage(manual_clock, {"sensor_noise_k": 0.01}, seed=seed)
+        stage = TemperatureStageModel(manual_clock, {"sensor_noise_k": 0.01}, seed=seed)
         readings.setdefault(seed, []).append(
             np.array([stage.read_temperature_k("A") for _ in range(2000)]))
     first, again = readings[1]
@@ -201,7 +201,7 @@ def test_sensor_noise_has_the_set_spread_and_is_reproducible(manual_clock) -> No
 
 def test_ground_truth_is_json_serialisable_and_complete(manual_clock) -> None:
     started_s = manual_clock.now()
-    truth = TemperatureStage(manual_clock).ground_truth()
+    truth = TemperatureStageModel(manual_clock).ground_truth()
     assert json.loads(json.dumps(truth)) == truth
     for key in ("stage_temperature_k", "sample_temperature_k", "setpoint_k", "ramping",
                 "heater_output_percent", "heater_power_w", "drift_x_nm", "drift_y_nm",
@@ -217,7 +217,7 @@ def test_a_one_hour_gap_is_skipped_not_stepped(manual_clock, monkeypatch) -> Non
     tick = ThermalLoop.tick
     monkeypatch.setattr(ThermalLoop, "tick", lambda self, *a: (stepped.append(1), tick(self, *a)))
     started_s = manual_clock.now()
-    stage = TemperatureStage(manual_clock)
+    stage = TemperatureStageModel(manual_clock)
     stage.advance()
     manual_clock.advance(3600.0)
     stage.advance()
@@ -238,7 +238,7 @@ def test_the_history_does_not_depend_on_how_often_the_stage_is_read(manual_clock
     def history(poll_s: float | None) -> list[tuple[float, float]]:
         clock = type(manual_clock)()
         origin_s = clock.now()
-        stage = TemperatureStage(clock, {"sensor_noise_k": 0.01,
+        stage = TemperatureStageModel(clock, {"sensor_noise_k": 0.01,
                                          "fault_heater_runaway_at_s": 700.0,
                                          "fault_heater_runaway_s": 30.0}, seed=5)
         seen = []
@@ -263,7 +263,7 @@ def test_skipping_long_stretches_matches_tick_by_tick_integration(manual_clock) 
     trajectories = []
     for skip in (True, False):
         clock = type(manual_clock)()
-        stage = TemperatureStage(clock, {"sensor_noise_k": 0.0})
+        stage = TemperatureStageModel(clock, {"sensor_noise_k": 0.0})
         if not skip:
             stage._loop._settled_mode = lambda: None  # force tick-by-tick
         points = []
@@ -309,4 +309,4 @@ def test_matrix_exponential_agrees_with_scipy() -> None:
 
 def test_rated_range_must_be_ordered(manual_clock) -> None:
     with pytest.raises(ValueError, match="minimum_temperature_k = 400 must be below"):
-        TemperatureStage(manual_clock, {"minimum_temperature_k": 400.0})
+        TemperatureStageModel(manual_clock, {"minimum_temperature_k": 400.0})

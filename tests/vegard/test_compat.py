@@ -121,7 +121,7 @@ def test_motor_logic_signals_are_what_a_motor_gives_its_logic() -> None:
     )
     assert logic is motor.flyable_logic, (
         "Motor no longer shares one logic object between movable_logic and flyable_logic "
-        "(CheckedMotor does): fix vegard.instruments.diffractometer.CheckedMotor"
+        "(CheckedMotor does): fix vegard.instruments.diffractometer_device.CheckedMotor"
     )
     library = {field.name: getattr(logic, field.name) for field in dataclasses.fields(logic)}
     ours = _compat.motor_logic_signals(motor)
@@ -161,7 +161,7 @@ def test_motor_reaches_its_logic_only_through_the_public_properties() -> None:
     for name in ("movable_logic", "flyable_logic"):
         assert isinstance(inspect.getattr_static(Motor, name), cached_property), (
             f"Motor.{name} is no longer a cached_property: "
-            "fix vegard.instruments.diffractometer.CheckedMotor"
+            "fix vegard.instruments.diffractometer_device.CheckedMotor"
         )
     public = {"movable_logic", "flyable_logic"}
     for cls in Motor.__mro__:
@@ -175,12 +175,12 @@ def test_motor_reaches_its_logic_only_through_the_public_properties() -> None:
             assert not other, (
                 f"{cls.__qualname__}.{name} uses {other}, not movable_logic/flyable_logic: "
                 f"CheckedMotor's override would be bypassed; {fix('motor_logic_signals')} "
-                "and vegard.instruments.diffractometer.CheckedMotor"
+                "and vegard.instruments.diffractometer_device.CheckedMotor"
             )
 
 
 def test_checked_motor_moves_and_flies_with_the_stall_checked_logic() -> None:
-    from vegard.instruments.diffractometer import CheckedMotor
+    from vegard.instruments.diffractometer_device import CheckedMotor
 
     motor = CheckedMotor("COMPAT:M")
     logic = motor.movable_logic

@@ -98,8 +98,11 @@ def test_the_estimate_costs_the_end_station_as_the_simulators_model_it() -> None
     """A dry run takes what the estimate predicts only while both cost moves and links alike."""
     from vegard.kinds.protocols.sxdm_estimate import READOUT_DEAD_TIME_S, EndStationTiming
     from vegard.plans.rocking_map import FAST_PIEZO_UM_PER_S
-    from vegard.simulators.diffractometer_ioc import DIFFRACTOMETER_MOTORS, SimulatedDiffractometer
-    from vegard.simulators.maxipix import MaxipixEmulator
+    from vegard.simulators.diffractometer_ioc_emulator import (
+        DIFFRACTOMETER_MOTORS,
+        SimulatedDiffractometer,
+    )
+    from vegard.simulators.maxipix_emulator import MaxipixEmulator
 
     timing = EndStationTiming()
     motors = {spec.name: spec for spec in DIFFRACTOMETER_MOTORS}
@@ -112,7 +115,7 @@ def test_the_estimate_costs_the_end_station_as_the_simulators_model_it() -> None
     link = MaxipixEmulator.LINK
     assert (timing.detector_turnaround_s, timing.detector_bytes_per_s) == (
         link.turnaround_s, link.bytes_per_s)
-    from vegard.simulators.sxdm_endstation import SxdmEndStation
+    from vegard.simulators.sxdm_endstation_model import SxdmEndStation
 
     dead = {p.name: p.default for p in SxdmEndStation.PARAMETERS}["readout_dead_time_s"]
     assert READOUT_DEAD_TIME_S == dead

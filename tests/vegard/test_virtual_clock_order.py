@@ -48,10 +48,10 @@ def test_a_worker_cancelled_before_a_thread_took_it_does_not_stop_the_clock() ->
 
 ORDER_SCRIPT = """
 import asyncio, json
-from vegard.instruments.lakeshore336 import LakeShore336
-from vegard.instruments.temperature_stage import TemperatureStage
+from vegard.instruments.lakeshore336_driver import LakeShore336Driver
+from vegard.instruments.temperature_stage_device import TemperatureStage
 from vegard.instruments.visa_connection import VisaConnection
-stage = TemperatureStage(LakeShore336(VisaConnection("TCPIP0::127.0.0.1::1::SOCKET",
+stage = TemperatureStage(LakeShore336Driver(VisaConnection("TCPIP0::127.0.0.1::1::SOCKET",
                                                      name="temperature_stage")),
                          name="stage")
 print(json.dumps([getattr(f, "signal", None) and f.signal.name for f in stage._read_funcs]))

@@ -36,7 +36,7 @@ import numpy as np
 
 from vegard.clock import InstrumentClock
 
-from .afm import AfmSettingError, AtomicForceMicroscope
+from .afm_model import AfmSettingError, AtomicForceMicroscope
 from .link_costs import LinkCost
 from .scpi_server import (
     DATA_OUT_OF_RANGE,
@@ -60,7 +60,7 @@ def _block(values: np.ndarray) -> bytes:
     return binary_block(little.tobytes())
 
 
-class AfmController(Instrument):
+class AfmControllerEmulator(Instrument):
     """Wire-level emulator: parses controller commands and drives the AFM model."""
 
     LINK = LinkCost(

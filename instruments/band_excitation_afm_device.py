@@ -34,7 +34,7 @@ from ophyd_async.core import (
 from vegard.analysis.sho_fit import fit_sho
 from vegard.clock import WALL_CLOCK, InstrumentClock
 
-from .afm_controller import (
+from .afm_driver import (
     EXCITATION_TOKENS,
     BandExcitationAfmController,
     BandExcitationSettings,

@@ -60,7 +60,7 @@ from .scpi_server import (
     parse_int,
     require_arguments,
 )
-from .sxdm_endstation import SATURATION_COUNTS, TRIGGER_AXES, SxdmEndStation
+from .sxdm_endstation_model import SATURATION_COUNTS, TRIGGER_AXES, SxdmEndStation
 
 DATA_STALE = -230
 EMPTY_BLOCK = binary_block(b"")

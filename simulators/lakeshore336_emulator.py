@@ -1,4 +1,4 @@
-"""A LakeShore 336 temperature controller, emulated over the `TemperatureStage` model.
+"""A LakeShore 336 temperature controller, emulated over the `TemperatureStageModel` model.
 
 Only control output 1 (heater on the stage, input A) and inputs A/B exist;
 other outputs give -224 "Illegal parameter value". Syntax and reply formats
@@ -39,7 +39,7 @@ from .scpi_server import (
     parse_int,
     require_arguments,
 )
-from .temperature_stage import RAMP_RATE_LIMITS_K_PER_MIN, TemperatureStage
+from .temperature_stage_model import RAMP_RATE_LIMITS_K_PER_MIN, TemperatureStageModel
 
 CONTROL_OUTPUT = 1
 INPUTS = ("A", "B")
@@ -50,7 +50,7 @@ def format_kelvin(value_k: float) -> str:
     return f"{value_k:+08.3f}"
 
 
-class LakeShore336(Instrument):
+class LakeShore336Emulator(Instrument):
     """Wire-level emulator: parses 336 commands and drives the stage model."""
 
     LINK = LinkCost(
@@ -62,7 +62,7 @@ class LakeShore336(Instrument):
 
     identity = "LSCI,MODEL336,SIM336,2.9"
 
-    def __init__(self, model: TemperatureStage, clock: InstrumentClock | None = None) -> None:
+    def __init__(self, model: TemperatureStageModel, clock: InstrumentClock | None = None) -> None:
         super().__init__(clock or model.clock)
         self.model = model
         for header, handler in {

@@ -33,7 +33,7 @@ from vegard.clock import WALL_CLOCK, InstrumentClock
 
 from .driver_signal import driver_signal_r, driver_signal_rw
 from .errors import InstrumentCommunicationError
-from .lakeshore336 import HeaterRange, LakeShore336
+from .lakeshore336_driver import HeaterRange, LakeShore336Driver
 from .polled_monitor import PolledMonitor
 from .readables import readables_in_order
 
@@ -106,7 +106,7 @@ class TemperatureStage(PolledMonitor, StandardReadable, Subscribable, Stoppable)
 
     def __init__(
         self,
-        controller: LakeShore336,
+        controller: LakeShore336Driver,
         *,
         clock: InstrumentClock = WALL_CLOCK,
         minimum_temperature_k: float = 200.0,

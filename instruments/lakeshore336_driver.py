@@ -46,7 +46,7 @@ message in order, one reply line (see `compound_queries`); 64 characters, well w
 input buffer, holds a stage's readings and a settle poll."""
 
 
-class LakeShore336:
+class LakeShore336Driver:
     """Temperature readings, setpoint, ramp, heater range and PID of one output."""
 
     def __init__(self, connection: VisaConnection, *, output: int = 1,

@@ -32,7 +32,7 @@ from __future__ import annotations
 from vegard.clock import InstrumentClock
 
 from .link_costs import LinkCost
-from .lmno_cell import MAXIMUM_POTENTIAL_V, CellMode, LmnoCell
+from .lmno_cell_model import MAXIMUM_POTENTIAL_V, CellMode, LmnoCell
 from .scpi_server import (
     DATA_OUT_OF_RANGE,
     EXECUTION_ERROR,

@@ -51,7 +51,7 @@ class SetpointOutOfRange(ValueError):
     """A setpoint outside the stage's rated temperature range."""
 
 
-class TemperatureStage:
+class TemperatureStageModel:
     """Variable-temperature stage: thermal nodes, heater loop, noisy sensors, sample drift.
 
     Thread-safe: the emulator's connections and other simulators may call it at once.
