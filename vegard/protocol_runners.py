@@ -17,6 +17,7 @@ from vegard.analysis.esm_map import EsmMapAnalysis
 from vegard.analysis.esm_temperature_series import EsmTemperatureSeriesAnalysis
 from vegard.analysis.sxdm_operando import SxdmOperandoAnalysis
 from vegard.analysis.temperature_steps import TemperatureStepsAnalysis
+from vegard.clock import InstrumentClock
 from vegard.config.errors import ConfigError
 from vegard.config.profiles import Profile
 from vegard.config.protocols import (
@@ -263,6 +264,24 @@ def runner_for(protocol: Protocol) -> ProtocolRunner:
     return RUNNERS[protocol.protocol]
 
 
+def checked_runner(
+    protocol: Protocol, profile: Profile, protocol_path: Path, profile_source: str
+) -> tuple[ProtocolRunner, tuple[str, ...]]:
+    """The protocol's runner and the profile devices it needs, once the protocol is within
+    the profile's limits and the profile has every one of them: what a run (or a dry run,
+    or `vegard check`) refuses before anything is built."""
+    runner = runner_for(protocol)
+    runner.check(protocol, profile, protocol_path)
+    device_names = tuple(runner.devices(protocol))
+    for name in device_names:
+        if getattr(profile.devices, name, None) is None:
+            raise ConfigError(
+                f"{profile_source}: devices.{name} is missing "
+                f"(protocol {protocol.protocol!r} needs it)"
+            )
+    return runner, device_names
+
+
 def run_metadata(protocol: Protocol, path: Path) -> dict[str, Any]:
     """What every run's start document says about the protocol that made it."""
     return {
@@ -270,6 +289,21 @@ def run_metadata(protocol: Protocol, path: Path) -> dict[str, Any]:
         "protocol_kind": protocol.protocol,
         "sample": protocol.sample,
         "protocol_settings": protocol.model_dump(mode="json"),
+    }
+
+
+def session_metadata(
+    protocol: Protocol, path: Path, profile: Profile, *, dry_run: bool, clock: InstrumentClock
+) -> dict[str, Any]:
+    """`run_metadata` and what a session adds: the profile, dry or real, and the clock."""
+    return {
+        **run_metadata(protocol, path),
+        "profile": profile.profile,
+        "dry_run": dry_run,
+        "instrument_clock": {
+            "kind": clock.describe(), "started_s": clock.now(),
+            **({} if clock.virtual else {"speedup": clock.speedup}),
+        },
     }
 
 

@@ -27,7 +27,7 @@ from vegard.devices import DEVICE_BUILDERS, BuildContext, close_device
 from vegard.instruments.visa_connection import VisaConnection
 from vegard.plans.retakes import failure_cause
 from vegard.progress import ProgressPrinter
-from vegard.protocol_runners import merged_analysis, run_metadata, runner_for
+from vegard.protocol_runners import checked_runner, merged_analysis, session_metadata
 from vegard.simulators.control import parse_clock_reply
 from vegard.simulators.lab import SimulatedLab, parameter_specs
 from vegard.simulators.parameters import resolve_parameters
@@ -153,15 +153,8 @@ class Session:
         )
 
     def execute(self, protocol: Protocol, protocol_path: Path) -> RunOutcome:
-        runner = runner_for(protocol)
-        runner.check(protocol, self.profile, protocol_path)
-        device_names = runner.devices(protocol)
-        for name in device_names:
-            if getattr(self.profile.devices, name, None) is None:
-                raise ConfigError(
-                    f"{self.profile_source}: devices.{name} is missing "
-                    f"(protocol {protocol.protocol!r} needs it)"
-                )
+        runner, device_names = checked_runner(
+            protocol, self.profile, protocol_path, self.profile_source)
         self.open(device_names)
         try:
             return self.run_protocol(runner, protocol, protocol_path)
@@ -205,15 +198,8 @@ class Session:
         analyses = runner.analyses(lambda uid: run_directory(self.data_dir, uid) / "figures")
         tokens = [run_engine.subscribe(analysis) for analysis in analyses]
         try:
-            metadata = {
-                **run_metadata(protocol, protocol_path),
-                "profile": self.profile.profile,
-                "dry_run": self.dry_run,
-                "instrument_clock": {
-                    "kind": self.clock.describe(), "started_s": self.clock.now(),
-                    **({} if self.clock.virtual else {"speedup": self.clock.speedup}),
-                },
-            }
+            metadata = session_metadata(
+                protocol, protocol_path, self.profile, dry_run=self.dry_run, clock=self.clock)
             plan = runner.plan(protocol, self.devices, self.profile, metadata)
             uids, exit_status, reason = self._run(run_engine, plan, first_status)
         finally:
