@@ -1,5 +1,6 @@
 """The `vegard` command.
 
+    vegard check PROTOCOL [--profile P] [--json]
     vegard dry-run PROTOCOL [--profile P] [--set inst.param=value ...] [--json]
     vegard run PROTOCOL --profile P [--json]
     vegard runs [--json]
@@ -75,6 +76,37 @@ def _execute(args: argparse.Namespace, *, dry_run: bool) -> int:
     if outcome.exit_status != "success":
         print(f"vegard: run ended with {outcome.exit_status}: {outcome.reason}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Refuse what a dry run would refuse, then walk the plan without hardware."""
+    from vegard.config.profiles import load_profile
+    from vegard.config.protocols import load_protocol
+    from vegard.plan_check import check_protocol, summarize, summary_lines
+
+    protocol_path = Path(args.protocol)
+    protocol = load_protocol(protocol_path)
+    profile_path = Path(args.profile) if args.profile else default_sim_profile()
+    profile = load_profile(profile_path)
+    check = check_protocol(protocol, protocol_path, profile, profile_source=str(profile_path))
+    if args.json:
+        summary = summarize(check)
+        for run, metadata in zip(summary["runs"], check.start_documents(), strict=True):
+            if "sxdm_estimate" in metadata:
+                run["sxdm_estimate"] = metadata["sxdm_estimate"]
+        _print_json(summary)
+        return 0
+
+    from vegard.registry import protocol_kind
+
+    kind = protocol_kind(protocol)
+
+    def estimate(metadata: dict[str, Any]) -> list[str]:  # e.g. an operando run's beamline cost
+        return kind.summary_lines({"estimate": metadata.get("sxdm_estimate")})
+
+    for line in summary_lines(check, run_notes=estimate):
+        print(line)
     return 0
 
 
@@ -192,6 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
         if speedup:
             sub.add_argument("--speedup", type=float, help="instrument time / wall time")
 
+    sub = commands.add_parser(
+        "check", help="validate a protocol against a profile and walk its plan, without hardware")
+    sub.add_argument("protocol", help="protocol YAML file")
+    sub.add_argument("--profile", help="instrument profile YAML (default: sim profile)")
+    sub.add_argument("--json", action="store_true", help="print one JSON object last")
+    sub.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
     for name, help_text in (
         ("dry-run", "run a protocol against the physics simulators"),
         ("run", "run a protocol at the instruments of a profile"),
@@ -235,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "check":
+        return _check(args)
     if args.command in ("dry-run", "run"):
         return _execute(args, dry_run=args.command == "dry-run")
     if args.command == "runs":

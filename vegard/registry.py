@@ -85,6 +85,9 @@ class ProtocolKind:
     ground_truth: Callable[[Any, Mapping[str, str], dict[str, Any]], dict[str, Any]] | None = None
     """Dry runs: `ground_truth(lab, names, analysis)`, extra truth from the simulator lab
     (`{"maps": [...], "arrays": {name: array}}`; arrays go to the truth file)."""
+    canned_readings: Callable[[Any, Bench], Any] | None = None
+    """`vegard check`: what the plan reads where it decides on it (`CannedReadings`,
+    paths by role: `"temperature_stage.temperature_k"`)."""
 
 
 def _load(group: str, key: Callable[[Any], str]) -> dict[str, Any]:
@@ -162,6 +165,21 @@ def run_metadata(protocol: ProtocolSettings, path: Path) -> dict[str, Any]:
         "protocol_kind": protocol.protocol,
         "sample": protocol.sample,
         "protocol_settings": protocol.model_dump(mode="json"),
+    }
+
+
+def session_metadata(
+    protocol: ProtocolSettings, path: Path, profile: Profile, *, dry_run: bool, clock: Any
+) -> dict[str, Any]:
+    """`run_metadata` and what a session adds: the profile, dry or real, and the clock."""
+    return {
+        **run_metadata(protocol, path),
+        "profile": profile.profile,
+        "dry_run": dry_run,
+        "instrument_clock": {
+            "kind": clock.describe(), "started_s": clock.now(),
+            **({} if clock.virtual else {"speedup": clock.speedup}),
+        },
     }
 
 

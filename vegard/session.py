@@ -27,7 +27,13 @@ from vegard.devices import BuildContext, build_device, close_device
 from vegard.instruments.visa_connection import VisaConnection
 from vegard.plans.retakes import failure_cause
 from vegard.progress import ProgressPrinter
-from vegard.registry import Bench, bench_for, merged_analysis, protocol_kind, run_metadata
+from vegard.registry import (
+    Bench,
+    bench_for,
+    merged_analysis,
+    protocol_kind,
+    session_metadata,
+)
 from vegard.simulators.control import parse_clock_reply
 from vegard.simulators.lab import SimulatedLab, default_instruments, parameter_specs
 from vegard.simulators.parameters import resolve_parameters
@@ -214,15 +220,8 @@ class Session:
         analyses = kind.analyses(lambda uid: run_directory(self.data_dir, uid) / "figures")
         tokens = [run_engine.subscribe(analysis) for analysis in analyses]
         try:
-            metadata = {
-                **run_metadata(protocol, protocol_path),
-                "profile": self.profile.profile,
-                "dry_run": self.dry_run,
-                "instrument_clock": {
-                    "kind": self.clock.describe(), "started_s": self.clock.now(),
-                    **({} if self.clock.virtual else {"speedup": self.clock.speedup}),
-                },
-            }
+            metadata = session_metadata(
+                protocol, protocol_path, self.profile, dry_run=self.dry_run, clock=self.clock)
             devices = {role: self.devices[name] for role, name in bench.names.items()}
             plan = kind.plan(protocol, devices, bench, metadata)
             uids, exit_status, reason = self._run(run_engine, plan, first_status)

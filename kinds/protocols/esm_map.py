@@ -71,7 +71,16 @@ def analyses(figures_for):
     return [EsmMapAnalysis(figures_for)]
 
 
+def canned_readings(protocol: EsmMapProtocol, bench: Bench):
+    """`vegard check`: the stage (if held) settles where it is sent."""
+    from vegard.canned_readings import stage_readings
+    from vegard.plan_check import CannedReadings
+
+    return stage_readings(bench) if protocol.temperature_stage is not None else CannedReadings()
+
+
 KIND = ProtocolKind(
     name="esm_map", model=EsmMapProtocol, roles=roles, check=check, plan=plan,
     analyses=analyses, summary_lines=headline_lines,
+    canned_readings=canned_readings,
 )

@@ -96,6 +96,15 @@ def analyses(figures_for):
     return [EsmTemperatureSeriesAnalysis(figures_for)]
 
 
+def canned_readings(protocol: EsmTemperatureSeriesProtocol, bench: Bench):
+    """`vegard check`: the stage settles where it is sent; no drift between temperatures."""
+    from vegard.canned_readings import stage_readings, tracking_image_nm
+    from vegard.plan_check import CannedReadings
+
+    image = tracking_image_nm(protocol.drift_tracking.pixels)
+    return stage_readings(bench) | CannedReadings(reads={"afm.tracking_image.image_nm": image})
+
+
 KIND = ProtocolKind(
     name="esm_temperature_series",
     model=EsmTemperatureSeriesProtocol,
@@ -104,4 +113,5 @@ KIND = ProtocolKind(
     plan=plan,
     analyses=analyses,
     summary_lines=headline_lines,
+    canned_readings=canned_readings,
 )

@@ -221,6 +221,22 @@ def analyses(figures_for):
     return [SxdmOperandoAnalysis(figures_for), EstimateReport()]
 
 
+def canned_readings(protocol: OperandoSxdmProtocol, bench: Bench):
+    """`vegard check`: one Bragg peak mid-search; the cell never reaches its limit."""
+    from vegard.canned_readings import search_volume_counts
+    from vegard.plan_check import CannedReadings
+
+    search = protocol.peak_search
+    points = round(2 * search.half_range_deg / search.step_deg) + 1  # as find_bragg_peak
+    cell = protocol.cell
+    return CannedReadings(reads={
+        "area_detector.search.counts": search_volume_counts(points, *search.roi_pixels),
+        "diffractometer.energy_ev": ENERGY_EV,
+        "potentiostat.limit_reached": False,
+        "potentiostat.charge_mah": cell.active_mass_mg * cell.capacity_mah_per_g / 1000.0,
+    })
+
+
 KIND = ProtocolKind(
     name="operando_sxdm",
     model=OperandoSxdmProtocol,
@@ -230,4 +246,5 @@ KIND = ProtocolKind(
     analyses=analyses,
     summary_lines=summary_lines,
     ground_truth=ground_truth_maps,
+    canned_readings=canned_readings,
 )

@@ -75,6 +75,13 @@ def summary_lines(analysis: dict[str, Any]) -> list[str]:
     return lines
 
 
+def canned_readings(protocol: TemperatureStepsProtocol, bench: Bench):
+    """`vegard check`: the stage settles where it is sent."""
+    from vegard.canned_readings import stage_readings
+
+    return stage_readings(bench)
+
+
 KIND = ProtocolKind(
     name="temperature_steps",
     model=TemperatureStepsProtocol,
@@ -83,4 +90,5 @@ KIND = ProtocolKind(
     plan=plan,
     analyses=analyses,
     summary_lines=summary_lines,
+    canned_readings=canned_readings,
 )
