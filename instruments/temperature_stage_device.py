@@ -185,7 +185,11 @@ class TemperatureStage(PolledMonitor, StandardReadable, Subscribable, Stoppable)
                     window.next_reading_k(), MONITOR_READING_GRACE * self.poll_period_s)
             except TimeoutError:
                 pass
-        return await self.temperature_k.get_value()
+        temperature_k = await self.temperature_k.get_value()
+        # judged on the value the signal gave, whatever backs it (the driver observes it
+        # too, at the same instant: observing one reading twice changes nothing)
+        window.observe(temperature_k, self.clock.now())
+        return temperature_k
 
     def check_setpoint(self, setpoint_k: float) -> None:
         low, high = self.minimum_temperature_k, self.maximum_temperature_k

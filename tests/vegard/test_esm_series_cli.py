@@ -12,6 +12,8 @@ import pytest
 
 from vegard.cli import main
 
+pytestmark = pytest.mark.slow  # end-to-end on the simulators
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 PROTOCOL = REPOSITORY / "configs/protocols/esm_temperature_series.yaml"
 MAP_PIXEL_NM = 800.0 / 64

@@ -14,6 +14,8 @@ import pytest
 from vegard.config.errors import ConfigError
 from vegard.store.catalog import count_events, list_runs
 
+pytestmark = pytest.mark.slow  # end-to-end on the simulators
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 

@@ -14,6 +14,8 @@ from ophyd_async.core import init_devices, soft_signal_rw
 from vegard.store import RunWriter, replay, run_directory
 from vegard.store.jsonable import dumps
 
+pytestmark = pytest.mark.slow  # end-to-end on the simulators
+
 
 class MeanBias(CallbackBase):
     """A stand-in for live analysis: averages a reading, reports at stop."""

@@ -21,6 +21,8 @@ from crash_helpers import arrays_by_seq_num, document_names, sigkill_when
 from vegard.cli import main
 from vegard.store import load_documents
 
+pytestmark = pytest.mark.slow  # end-to-end on the simulators
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 PROTOCOL = REPOSITORY / "configs/protocols/esm_room_temperature.yaml"
 EVENTS_BEFORE_KILL = 3

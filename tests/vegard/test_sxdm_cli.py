@@ -14,6 +14,8 @@ import pytest
 
 from vegard.cli import main
 
+pytestmark = pytest.mark.slow  # end-to-end on the simulators
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 PROTOCOL = REPOSITORY / "configs/protocols/sxdm_operando_lmno.yaml"
 FULL = REPOSITORY / "configs/protocols/sxdm_operando_lmno_full.yaml"
