@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from variants import profile_variant, protocol_variant
 
 from vegard.cli import main
 
@@ -108,9 +109,8 @@ def test_bad_protocol_is_refused_before_any_command_reaches_the_instrument(
 
 
 def test_protocol_outside_the_profile_stage_range_is_refused(tmp_path, capsys):
-    profile = tmp_path / "narrow.yaml"
-    profile.write_text(SIM_PROFILE.read_text().replace(
-        "maximum_temperature_k: 400", "maximum_temperature_k: 320"))
+    profile = profile_variant(SIM_PROFILE, tmp_path / "narrow.yaml",
+                              devices={"temperature_stage": {"maximum_temperature_k": 320}})
     code = main(["dry-run", str(PROTOCOL), "--profile", str(profile),
                  "--data-dir", str(tmp_path)])
     error = capsys.readouterr().err
@@ -181,8 +181,8 @@ def test_run_against_simulators_served_by_another_process(tmp_path):
             f"  temperature_stage:\n    driver: lakeshore336\n"
             f"    address: {addresses['temperature_stage']}\n"
         )
-        protocol = tmp_path / "short.yaml"
-        protocol.write_text(PROTOCOL.read_text().replace("[250, 300, 350]", "[310]"))
+        protocol = protocol_variant(PROTOCOL, tmp_path / "short.yaml",
+                                    temperature_stage={"temperatures_k": [310]})
         capture = subprocess.run(
             [sys.executable, "-m", "vegard.cli", "run", str(protocol), "--profile",
              str(client_profile), "--json", "--data-dir", str(tmp_path / "store")],

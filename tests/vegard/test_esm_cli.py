@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from variants import protocol_variant
 
 from vegard.cli import main
 
@@ -81,10 +82,8 @@ def test_replay_reproduces_the_analysis(room_temperature_map, capsys):
 
 
 def small_protocol(tmp_path: Path) -> Path:
-    path = tmp_path / "small.yaml"
-    path.write_text(PROTOCOL.read_text().replace("pixels: [64, 64]", "pixels: [24, 16]")
-                    .replace("averages: 20", "averages: 4"))
-    return path
+    return protocol_variant(PROTOCOL, tmp_path / "small.yaml", map={"pixels": [24, 16]},
+                            excitation={"averages": 4})
 
 
 def test_compensation_cancels_a_pure_electrostatic_sample(tmp_path):
@@ -98,9 +97,8 @@ def test_compensation_cancels_a_pure_electrostatic_sample(tmp_path):
 
 
 def test_bias_above_the_profile_limit_is_refused_before_anything_runs(tmp_path, capsys):
-    protocol = tmp_path / "hot.yaml"
-    protocol.write_text(PROTOCOL.read_text().replace("drive_amplitude_v: 1.0",
-                                                     "drive_amplitude_v: 9.5"))
+    protocol = protocol_variant(PROTOCOL, tmp_path / "hot.yaml",
+                                excitation={"drive_amplitude_v": 9.5})
     code = main(["dry-run", str(protocol), "--data-dir", str(tmp_path / "store")])
     message = capsys.readouterr().err
     assert code == 2
