@@ -72,6 +72,7 @@ def replay_run(data_dir: Path, uid_prefix: str) -> dict[str, Any]:
         "instrument_time_s": (span.instrument_end_s or 0.0) - (span.instrument_start_s or 0.0),
         "wall_time_s": span.wall_end_s - span.wall_start_s,
         "replay_wall_time_s": time.monotonic() - wall_started,
+        "clock": (start.get("instrument_clock") or {}).get("kind", "unrecorded"),
         "analysis": merged_analysis(analyses),
     }
     if span.reason:
