@@ -3,11 +3,14 @@ kinds (two detectors), protocol roles bound to devices, and plain refusals."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
+from vegard.cli import main
 from vegard.config.errors import ConfigError
 from vegard.config.profiles import load_profile
 from vegard.config.protocols import load_protocol
@@ -84,3 +87,27 @@ def test_profile_device_errors_name_the_file_the_device_and_the_field(
     with pytest.raises(ConfigError) as refused:
         load_profile(path)
     assert str(refused.value).startswith(f"{path}: ") and message in str(refused.value)
+
+
+@pytest.mark.slow
+def test_a_protocol_runs_on_a_profile_that_names_its_afm_otherwise(tmp_path) -> None:
+    """The role `afm` is played by the profile's only be_afm device, called `tip` here: the
+    simulator, the data keys and the analysis all follow the name."""
+    data = yaml.safe_load(SIM_PROFILE.read_text())
+    data["devices"]["tip"] = data["devices"].pop("afm")
+    data["simulation"]["ports"]["tip"] = data["simulation"]["ports"].pop("afm")
+    profile = tmp_path / "tip.yaml"
+    profile.write_text(yaml.safe_dump(data))
+    protocol = REPOSITORY / "configs/protocols/esm_room_temperature.yaml"
+    variant = yaml.safe_load(protocol.read_text())
+    variant["map"]["pixels"] = [16, 8]
+    small = tmp_path / "small.yaml"
+    small.write_text(yaml.safe_dump(variant))
+    output = tmp_path / "out.txt"
+    with output.open("w") as stream, contextlib.redirect_stdout(stream):
+        code = main(["dry-run", str(small), "--profile", str(profile), "--json", "--quiet",
+                     "--data-dir", str(tmp_path / "store")])
+    summary = json.loads(output.read_text().splitlines()[-1])
+    assert code == 0, summary
+    assert "tip" in summary["ground_truth"] and "afm" not in summary["ground_truth"]
+    assert summary["analysis"]["pixels_fitted"] == 16 * 8
