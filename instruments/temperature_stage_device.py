@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from bluesky.protocols import Movable, Stoppable, Subscribable
+from bluesky.protocols import Movable, Reading, Stoppable, Subscribable
 from ophyd_async.core import (
     AsyncStatus,
     Device,
@@ -130,7 +130,7 @@ class TemperatureStage(PolledMonitor, StandardReadable, Subscribable, Stoppable)
         common = {"connect": self._connect_controller, "clock": clock}
         with readables_in_order(self, StandardReadableFormat.HINTED_UNCACHED_SIGNAL):
             self.temperature_k = driver_signal_r(
-                float, self._read_control_temperature_k, units="K",
+                float, controller.temperature_k, units="K",
                 source=f"visa://{address}/KRDG?{controller.control_input}", **common,
             )
         with readables_in_order(self, StandardReadableFormat.UNCACHED_SIGNAL):
@@ -169,11 +169,14 @@ class TemperatureStage(PolledMonitor, StandardReadable, Subscribable, Stoppable)
                 await asyncio.wait_for(self.controller.connect(), timeout)
                 self._connected = True
 
-    async def _read_control_temperature_k(self) -> float:
-        temperature_k = await self.controller.temperature_k()
+    async def read(self) -> dict[str, Reading]:
+        """The readings; while settling, the control temperature is judged too (the
+        monitor's polls come through here, so no recorded reading escapes the band)."""
+        readings = await super().read()
         if self._settle_window is not None:
-            self._settle_window.observe(temperature_k, self.clock.now())
-        return temperature_k
+            self._settle_window.observe(readings[self.temperature_k.name]["value"],
+                                        self.clock.now())
+        return readings
 
     async def _next_control_temperature_k(self, window: SettleWindow) -> float:
         """While monitored, the monitor's next reading: it polls at the settle loop's own
@@ -186,8 +189,6 @@ class TemperatureStage(PolledMonitor, StandardReadable, Subscribable, Stoppable)
             except TimeoutError:
                 pass
         temperature_k = await self.temperature_k.get_value()
-        # judged on the value the signal gave, whatever backs it (the driver observes it
-        # too, at the same instant: observing one reading twice changes nothing)
         window.observe(temperature_k, self.clock.now())
         return temperature_k
 
