@@ -78,7 +78,7 @@ def open_lab(
     names = list(devices) if devices is not None else profile.device_names()
     session = Session(
         profile=profile, data_dir=Path(data_dir).resolve(),
-        dry_run=bool(profile.simulated_devices()) or profile.clock.follow is not None,
+        dry_run=profile.runs_dry(),
         simulator_overrides=list(simulator_overrides), speedup=paced, show_progress=False,
         profile_source=str(path),
     )

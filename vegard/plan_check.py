@@ -35,17 +35,7 @@ from vegard.config.errors import ConfigError
 from vegard.config.profiles import SIM_ADDRESS, Profile
 from vegard.config.protocols import Protocol
 from vegard.devices import BuildContext, build_device
-from vegard.registry import Bench, bench_for, protocol_kind, session_metadata
-
-PLACEHOLDER_ADDRESSES: dict[str, str] = {
-    "lakeshore336": "TCPIP::127.0.0.1::9::SOCKET",
-    "be_afm": "TCPIP::127.0.0.1::9::SOCKET",
-    "maxipix": "TCPIP::127.0.0.1::9::SOCKET",
-    "scpi_potentiostat": "socket://127.0.0.1:9",
-    "epics_motors": "ca://CHECK:",
-}
-"""What a device at address `sim` is built with: a well-formed address that is never
-opened (loopback port 9, discard; a PV prefix no IOC serves)."""
+from vegard.registry import Bench, bench_for, instrument_kinds, protocol_kind, session_metadata
 
 MAX_MESSAGES = 2_500_000
 """The check stops a plan still sending after this many messages (about 1 GB of them
@@ -126,12 +116,6 @@ class PlanCheck:
         return [dict(msg.kwargs) for msg in self.messages if msg.command == "open_run"]
 
 
-def runs_as_dry_run(profile: Profile) -> bool:
-    """A profile with simulated devices, or following a served lab's clock, is dry-run
-    (as `vegard.open_lab` decides); any other profile runs at its instruments."""
-    return bool(profile.simulated_devices()) or profile.clock.follow is not None
-
-
 def _no_arrays_directory() -> Path:
     raise PlanCheckError("a plan check records no arrays")
 
@@ -145,7 +129,7 @@ def unconnected_devices(bench: Bench, clock: InstrumentClock) -> dict[str, Any]:
         settings = bench.settings[role]
         address = settings.address
         if address == SIM_ADDRESS:
-            address = PLACEHOLDER_ADDRESSES.get(settings.driver, "TCPIP::127.0.0.1::9::SOCKET")
+            address = instrument_kinds()[settings.driver].placeholder_address
         devices[role] = build_device(name, settings, address, context)
     return devices
 
@@ -168,7 +152,7 @@ def check_protocol(
     if canned_for is None:
         raise PlanCheckError(f"no canned readings for protocol kind {protocol.protocol!r}")
     clock = StoppedClock()
-    dry_run = runs_as_dry_run(profile)
+    dry_run = profile.runs_dry()
     devices = unconnected_devices(bench, clock)
     metadata = session_metadata(protocol, protocol_path, profile, dry_run=dry_run, clock=clock)
     simulator = RunEngineSimulator()

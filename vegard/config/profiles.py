@@ -48,6 +48,11 @@ class Profile(StrictModel):
         return [name for name, settings in self.devices.items()
                 if settings.address == SIM_ADDRESS]
 
+    def runs_dry(self) -> bool:
+        """Simulated devices, or a clock that follows a served simulator lab: a profile for
+        dry runs; any other profile runs at its instruments."""
+        return bool(self.simulated_devices()) or self.clock.follow is not None
+
     def drivers(self) -> dict[str, str]:
         """name → driver of every device."""
         return {name: settings.driver for name, settings in self.devices.items()}
