@@ -51,6 +51,9 @@ class InstrumentKind:
     """What a profile usually calls it; a simulated lab without a profile uses this name."""
     simulator: Callable[[], Any] | None = None
     """The `SimulatorKind` (imported only when a lab is built)."""
+    placeholder_address: str = "TCPIP::127.0.0.1::9::SOCKET"
+    """`vegard check`: a well-formed address of this kind that is never opened (loopback
+    port 9, discard) for a device at address `sim`."""
 
 
 @dataclass(frozen=True)

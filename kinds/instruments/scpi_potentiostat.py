@@ -43,4 +43,5 @@ def simulator():
 KIND = InstrumentKind(
     driver="scpi_potentiostat", settings=PotentiostatSettings, build=build,
     default_name="potentiostat", simulator=simulator,
+    placeholder_address="socket://127.0.0.1:9",
 )
