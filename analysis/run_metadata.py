@@ -12,10 +12,15 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class StartKey(BaseModel):
-    """A model stored under `KEY` in a start document."""
+class Frozen(BaseModel):
+    """A part of the contract: no field the reader does not know, none changed after."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StartKey(Frozen):
+    """A model stored under `KEY` in a start document."""
+
     KEY: ClassVar[str]
 
     @classmethod
@@ -67,13 +72,11 @@ class DriftTrackingMetadata(StartKey):
     stream: str = "drift_tracking"
 
 
-class LargestGrain(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class LargestGrain(Frozen):
     kind: Literal["largest_grain"] = "largest_grain"
 
 
-class Disk(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Disk(Frozen):
     kind: Literal["disk"] = "disk"
     center_nm: tuple[float, float]
     radius_nm: float = Field(gt=0)
@@ -92,10 +95,6 @@ class EsmSeriesMetadata(StartKey):
     material: dict[str, float | None] = Field(default_factory=dict)
     drive_frequency_hz: float | None = None
     tracking_stream: str = "drift_tracking"
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DetectorGeometryMetadata(Frozen):

@@ -176,11 +176,6 @@ def plan_lab(instruments: Iterable[str] | Mapping[str, str] | None) -> LabPlan:
     return LabPlan(drivers, peers)
 
 
-def with_peers(instruments: Iterable[str]) -> list[str]:
-    """The named instruments and, transitively, their peers, peers first."""
-    return list(plan_lab(instruments).drivers)
-
-
 class _ScpiService:
     """A `ScpiServer`, with the form of address its instrument is reached by."""
 
@@ -239,8 +234,6 @@ class SimulatedLab:
             self.parameter_specs, parameters or {}, [], LAB_PARAMETER_SOURCE,
             profile_field_prefix="",
         )
-        self.drivers = dict(plan.drivers)
-        """name → driver of each instrument built, peers first."""
         self.models: dict[str, SimulatorModel] = {}
         self.instruments: dict[str, Instrument] = {}
         self._services: dict[str, Service] = {}
