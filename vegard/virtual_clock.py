@@ -87,17 +87,22 @@ class Participant:
     """One actor of the dry run: busy, or waiting for a condition or a deadline."""
 
     __slots__ = ("busy", "condition", "deadline_s", "detached", "fired", "holds", "name",
-                 "thread_done", "wake", "wake_pending")
+                 "thread_done", "wake", "wake_pending", "woken")
 
-    def __init__(self, name: str, wake: Callable[[], None] | None = None) -> None:
+    def __init__(self, name: str, wake: Callable[[], None] | None,
+                 lock: threading.RLock) -> None:
         self.name = name
+        self.woken = threading.Condition(lock)
+        """Its own condition, for a thread blocked on the clock (or a loop's thread in a
+        blocking call on the loop): a change wakes only the thread it concerns, not every
+        waiting thread to take the GIL and sleep again."""
         self.busy = True
         self.condition: Callable[[], bool] | None = None
         self.deadline_s: float | None = None
         """Elapsed instrument seconds (since the clock's origin) to wake at."""
         self.fired = ""
         self.wake = wake
-        """How to wake it (an event loop's wake socket); None: the clock's condition."""
+        """How to wake a loop blocked in its selector (its wake socket); None: a thread."""
         self.wake_pending = False
         self.thread_done = False
         self.detached = False
@@ -121,7 +126,7 @@ class VirtualClock(InstrumentClock):
         self._origin_s = float(int(time.time() if origin_s is None else origin_s))
         self._elapsed_s = 0.0
         self._lock = threading.RLock()
-        self._changed_condition = threading.Condition(self._lock)
+        self._threads_idle = threading.Condition(self._lock)
         self._participants: list[Participant] = []
         self._wires: dict[int, _WireLedger] = {}
         self._local = threading.local()
@@ -175,7 +180,7 @@ class VirtualClock(InstrumentClock):
 
     def participant(self, name: str, wake: Callable[[], None] | None = None) -> Participant:
         """A new participant, busy."""
-        participant = Participant(name, wake)
+        participant = Participant(name, wake, self._lock)
         with self._lock:
             self._participants.append(participant)
         return participant
@@ -184,7 +189,7 @@ class VirtualClock(InstrumentClock):
         with self._lock:
             if participant in self._participants:
                 self._participants.remove(participant)
-                self._changed_condition.notify_all()
+                self._threads_idle.notify_all()
                 self._maybe_advance()
 
     def current(self) -> Participant | None:
@@ -226,7 +231,7 @@ class VirtualClock(InstrumentClock):
                 return True
             self._set_waiting(participant, condition, deadline_s)
             while not participant.busy:
-                self._changed_condition.wait()
+                participant.woken.wait()
             return participant.fired == "condition"
 
     def set_waiting(self, participant: Participant) -> None:
@@ -250,7 +255,7 @@ class VirtualClock(InstrumentClock):
         participant.deadline_s = deadline_s
         participant.fired = ""
         if participant.wake is None:
-            self._changed_condition.notify_all()  # a loop may wait for threads to be done
+            self._threads_idle.notify_all()  # a loop may wait for threads to be done
         self._maybe_advance()
 
     def _make_busy(self, participant: Participant, why: str) -> None:
@@ -261,7 +266,7 @@ class VirtualClock(InstrumentClock):
         if participant.wake is not None:  # an event loop, blocked in its selector
             participant.wake_pending = True
             participant.wake()
-        self._changed_condition.notify_all()  # or a thread blocked on the clock
+        participant.woken.notify()  # or a thread blocked on the clock
 
     def _make_busy_quietly(self, participant: Participant) -> None:
         """A loop woken by one of its own sockets: busy, no activity counted (the IOC's
@@ -339,7 +344,7 @@ class VirtualClock(InstrumentClock):
                     LOG.warning("instrument clock: not quiet after %.0f wall s: %s; %s",
                                 wall_limit_s, self._participants, list(self._wires.values()))
                     return
-                self._changed_condition.wait(min(remaining_s, 0.05))
+                self._threads_idle.wait(min(remaining_s, 0.05))
 
     def add_barrier(
         self, loop: asyncio.AbstractEventLoop, barrier: Callable[[], Awaitable[object]]
@@ -438,7 +443,7 @@ class VirtualClock(InstrumentClock):
                 participant.thread_done = True
                 if participant.detached:
                     self.close(participant)
-                self._changed_condition.notify_all()
+                self._threads_idle.notify_all()
 
         loop.run_in_executor(None, run)
         try:
@@ -474,7 +479,7 @@ class VirtualClock(InstrumentClock):
                                 "on (events at this instant may run out of order)",
                                 THREADS_WALL_LIMIT_S, running)
                     return
-                self._changed_condition.wait(0.5)
+                self._threads_idle.wait(0.5)
 
     @contextlib.contextmanager
     def hold(self, reason: str, wall_limit_s: float = WALL_WATCHDOG_S) -> Iterator[None]:
