@@ -317,10 +317,20 @@ class TemperatureStageModel:
         self._run_to(due - due % COMMIT_TICKS)
         if self._loop.tick_count == due:
             self._view = self._loop
-        elif self._view.tick_count != due or self._view is self._loop:
-            view = copy.copy(self._loop)
+        elif self._view is self._loop or self._view.tick_count > due or self._view.tried_skipping:
+            start = self._loop
+            if self._view is not self._loop:  # from where its first skip was tried
+                tried = self._view.before_first_try
+                start = tried if tried is not None and tried.tick_count <= due else start
+            view = copy.copy(start)
+            view.tried_skipping, view.before_first_try = False, None
             view.run(due - view.tick_count, self._control_noise_k)
             self._view = view
+        elif self._view.tick_count < due:
+            # run on: the view never tried to skip, so this is where a run from the commit
+            # point to `due` passes too (see `ThermalLoop.run`), and polling every few
+            # seconds costs the ticks since the last poll, not since the commit
+            self._view.run(due - self._view.tick_count, self._control_noise_k)
 
     def _commit(self) -> None:
         """Commit the state at the present tick (a command is about to change it)."""

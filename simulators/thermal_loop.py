@@ -22,6 +22,7 @@ throughout: about half a second of computing per instrument hour.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,6 +109,12 @@ class ThermalLoop:
         self._plant = nodes.tick_coefficients()
         self._maps: dict[tuple[object, ...], np.ndarray] = {}
         self.tick_count = 0
+        self.tried_skipping = False
+        """A stretch was skipped, or tried, since this was last cleared (see `run`)."""
+        self.before_first_try: ThermalLoop | None = None
+        """The state at the first try, where any run through it tries the same skip."""
+        self._pid_cache: tuple[PidSettings, tuple[float, float, float, float]] | None = None
+        self._range_cache: tuple[HeaterRange, float] | None = None
         self.stage_k = self.sample_k = float(initial_temperature_k)
         self.setpoint_k = self.target_k = float(initial_temperature_k)
         self.ramp_enabled = False
@@ -161,15 +168,26 @@ class ThermalLoop:
 
     def run(self, ticks: int, noise_k: Callable[[int], float]) -> None:
         """Advance `ticks` controller periods; `noise_k(tick)` gives the noise of the control
-        reading taken at that tick (a function of the tick, so batching cannot shift it)."""
+        reading taken at that tick (a function of the tick, so batching cannot shift it).
+
+        The loop looks for an affine stretch to skip only at ticks that are multiples of
+        `_TICKS_BETWEEN_CHECKS`, whatever tick a run starts at: a run that never tried to skip
+        (`tried_skipping` stays False) then ends in the state a longer run from the same start
+        passes through, so a view of the present can be run on instead of recomputed, and one
+        that tried can be recomputed from `before_first_try`."""
         while ticks > 0:
-            mode = None if self.stuck_output_percent is not None else self._settled_mode()
-            if mode is not None:
-                done = self._skip(mode, ticks)
-                if done:
-                    ticks -= done
-                    continue
-            for _ in range(min(ticks, _TICKS_BETWEEN_CHECKS)):
+            phase = self.tick_count % _TICKS_BETWEEN_CHECKS
+            if phase == 0 and self.stuck_output_percent is None:
+                mode = self._settled_mode()
+                if mode is not None:
+                    if not self.tried_skipping:  # how far it gets depends on `ticks`
+                        self.tried_skipping = True
+                        self.before_first_try = copy.copy(self)
+                    done = self._skip(mode, ticks)
+                    if done:
+                        ticks -= done
+                        continue
+            for _ in range(min(ticks, _TICKS_BETWEEN_CHECKS - phase)):
                 self.tick(noise_k(self.tick_count))
                 ticks -= 1
 
@@ -182,8 +200,12 @@ class ThermalLoop:
             else:
                 self.setpoint_k += step_k
         error_k = self.setpoint_k - (self.stage_k + noise_k)
-        direct, trial_integral, slope = loop_terms(
-            self.pid, error_k, self.integral_percent, self.previous_error_k, self.slope_k_per_s)
+        memory, proportional, derivative_time_s, integral_step = self._pid_terms()
+        # `loop_terms`, term for term (the same operations in the same order: same bits)
+        slope = memory * self.slope_k_per_s + (1.0 - memory) * (
+            error_k - self.previous_error_k) / CONTROL_PERIOD_S
+        direct = proportional * (error_k + derivative_time_s * slope)
+        trial_integral = self.integral_percent + integral_step * error_k
         if self.heater_range == HeaterRange.OFF:
             self.integral_percent, output = 0.0, 0.0
         elif integral_frozen(direct + trial_integral, error_k):
@@ -192,14 +214,32 @@ class ThermalLoop:
             self.integral_percent, output = trial_integral, direct + trial_integral
         if self.stuck_output_percent is not None and self.heater_range != HeaterRange.OFF:
             output = self.stuck_output_percent
-        self.output_percent = clamp_output(output)
+        self.output_percent = output = min(max(output, 0.0), 100.0)
         self.previous_error_k, self.slope_k_per_s = error_k, slope
-        power_w = self.heater_power_w
+        power_w = output / 100.0 * self._full_scale_w()
         (a, b, c, d), (p_stage, p_sample), (k_stage, k_sample) = self._plant
         stage_k, sample_k = self.stage_k, self.sample_k
         self.stage_k = a * stage_k + b * sample_k + p_stage * power_w + k_stage
         self.sample_k = c * stage_k + d * sample_k + p_sample * power_w + k_sample
         self.tick_count += 1
+
+    def _pid_terms(self) -> tuple[float, float, float, float]:
+        """(slope memory, P, derivative time, integral gain per period) of the current PID,
+        computed once per PID setting: a tick runs hundreds of thousands of times a run."""
+        pid = self.pid
+        cached = self._pid_cache
+        if cached is None or cached[0] is not pid:
+            terms = (pid.slope_memory, pid.proportional, pid.derivative_time_s,
+                     pid.integral_rate_percent_per_k_s * CONTROL_PERIOD_S)
+            self._pid_cache = cached = (pid, terms)
+        return cached[1]
+
+    def _full_scale_w(self) -> float:
+        heater_range = self.heater_range
+        cached = self._range_cache
+        if cached is None or cached[0] is not heater_range:
+            self._range_cache = cached = (heater_range, self.full_scale_power_w)
+        return cached[1]
 
     def _holding_output_percent(self, temperature_k: float) -> float:
         if self.full_scale_power_w <= 0:

@@ -231,6 +231,22 @@ def test_a_one_hour_gap_is_skipped_not_stepped(manual_clock, monkeypatch) -> Non
     assert truth["stage_temperature_k"] == pytest.approx(350.0, abs=0.01)
 
 
+def test_polling_a_transient_steps_each_tick_once(manual_clock, monkeypatch) -> None:
+    """A poll between commit points runs the view on from the last poll: polling every
+    2 s through a 60 s commit block of a transient costs the block's 600 ticks (plus the
+    commit's own), not a recomputation from the commit point at every poll."""
+    stage = TemperatureStageModel(manual_clock)
+    stage.advance()
+    stage.set_setpoint(350.0)
+    stepped = []
+    tick = ThermalLoop.tick
+    monkeypatch.setattr(ThermalLoop, "tick", lambda self, *a: (stepped.append(1), tick(self, *a)))
+    for _ in range(30):
+        manual_clock.advance(2.0)
+        stage.read_temperature_k("A")
+    assert len(stepped) <= 2 * 600 + 20
+
+
 def test_the_history_does_not_depend_on_how_often_the_stage_is_read(manual_clock) -> None:
     """Reading the stage must not change it: a run polled every 0.7 s and one looked at
     only at the end give the same temperatures to the last bit (a dry run's answer would
