@@ -119,9 +119,9 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"{summary['wall_time_s']:.1f} s wall ({summary.get('clock', 'clock?')} clock)"
     )
     analysis = summary.get("analysis", {})
-    from vegard.registry import protocol_kinds
+    from vegard.registry import protocol_kind_named
 
-    kind = protocol_kinds().get(summary.get("protocol_kind", ""))
+    kind = protocol_kind_named(str(summary.get("protocol_kind", "")))
     for line in kind.summary_lines(analysis) if kind is not None else []:
         print(line)
     for figure in analysis.get("figures", []):

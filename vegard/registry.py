@@ -118,8 +118,32 @@ def protocol_kinds() -> dict[str, ProtocolKind]:
     return _load(PROTOCOL_GROUP, lambda kind: kind.name)
 
 
+def protocol_kind_names() -> list[str]:
+    """Installed protocol kinds, from their entry points (nothing imported)."""
+    return sorted({point.name for point in entry_points(group=PROTOCOL_GROUP)})
+
+
+@cache
+def protocol_kind_named(name: str) -> ProtocolKind | None:
+    """One protocol kind, importing only its module (a dry run of an ESM map need not
+    import the SXDM plans); None if no installed kind has that name."""
+    points = [point for point in entry_points(group=PROTOCOL_GROUP) if point.name == name]
+    if not points:
+        return None
+    if len(points) > 1:
+        raise RuntimeError(f"two {PROTOCOL_GROUP} entry points declare {name!r}")
+    kind = points[0].load()
+    if kind.name != name:
+        raise RuntimeError(
+            f"entry point {name!r} of {PROTOCOL_GROUP} loads protocol kind {kind.name!r}")
+    return kind
+
+
 def protocol_kind(protocol: ProtocolSettings) -> ProtocolKind:
-    return protocol_kinds()[protocol.protocol]
+    kind = protocol_kind_named(protocol.protocol)
+    if kind is None:
+        raise KeyError(protocol.protocol)
+    return kind
 
 
 def bench_for(protocol: ProtocolSettings, profile: Profile, source: str) -> Bench:

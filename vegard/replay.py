@@ -9,7 +9,7 @@ from typing import Any
 from event_model import DocumentRouter
 
 from vegard.config.errors import ConfigError
-from vegard.registry import merged_analysis, protocol_kinds
+from vegard.registry import merged_analysis, protocol_kind_named
 from vegard.store.documents import first_document
 from vegard.store.layout import run_directory
 from vegard.store.replay import replay
@@ -50,9 +50,10 @@ def replay_run(data_dir: Path, uid_prefix: str) -> dict[str, Any]:
     run_path = find_run(data_dir, uid_prefix)
     _, start = first_document(run_path)
     kind = start.get("protocol_kind")
-    if kind not in protocol_kinds():
+    found = protocol_kind_named(kind) if isinstance(kind, str) else None
+    if found is None:
         raise ConfigError(f"{run_path}: protocol kind {kind!r} has no known analysis")
-    analyses = protocol_kinds()[kind].analyses(lambda uid: run_directory(data_dir, uid) / "figures")
+    analyses = found.analyses(lambda uid: run_directory(data_dir, uid) / "figures")
     span = _RunSpan()
     result = replay(run_path, [*analyses, span])
     if not result.complete:

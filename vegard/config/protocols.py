@@ -30,14 +30,16 @@ def protocol_models() -> dict[str, type[ProtocolSettings]]:
 def load_protocol(path: Path | str) -> Protocol:
     path = Path(path)
     data = read_yaml_mapping(path)
-    models = protocol_models()
+    from vegard.registry import protocol_kind_named, protocol_kind_names
+
     kind = data.get("protocol")
-    if not isinstance(kind, str) or kind not in models:  # a list/dict is unhashable
-        known = ", ".join(sorted(models))
+    found = protocol_kind_named(kind) if isinstance(kind, str) else None  # a list: unhashable
+    if found is None:
+        known = ", ".join(protocol_kind_names())
         if kind is None:
             raise ConfigError(f"{path}: protocol is missing (required field; one of: {known})")
         raise ConfigError(f"{path}: protocol = {kind!r} is not valid: allowed: one of {known}")
     try:
-        return models[kind].model_validate(data)
+        return found.model.model_validate(data)
     except ValidationError as error:
         raise ConfigError(describe_validation_error(path, error)) from None
