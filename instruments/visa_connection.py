@@ -23,6 +23,27 @@ from .errors import InstrumentCommunicationError, InstrumentReplyError
 from .line_channel import LineChannel
 
 
+def _read_definite_length_block(resource: pyvisa.resources.MessageBasedResource) -> bytes:
+    """The payload of an IEEE 488.2 definite-length block (`#<n><length><payload>` and the
+    line terminator), read with the terminator off: with it on, pyvisa ends a read at every
+    0x0A byte of the payload, some hundred reads for one scan line of floats."""
+    termination = resource.read_termination or ""
+    with resource.read_termination_context(None):
+        head = bytes(resource.read_bytes(2))
+        if head[:1] != b"#" or not head[1:2].isdigit() or head[1:2] == b"0":
+            raise ValueError(f"{head!r} does not start a definite-length block")
+        digits = bytes(resource.read_bytes(int(head[1:2])))
+        if not digits.isdigit():
+            raise ValueError(f"block length {digits!r} is not a number")
+        length = int(digits)
+        payload = bytes(resource.read_bytes(length)) if length else b""
+        if termination:
+            trailer = bytes(resource.read_bytes(len(termination)))
+            if trailer != termination.encode("ascii"):
+                raise ValueError(f"block not followed by the line terminator ({trailer!r})")
+    return payload
+
+
 @cache
 def _resource_manager() -> pyvisa.ResourceManager:
     return pyvisa.ResourceManager("@py")
@@ -106,17 +127,14 @@ class VisaConnection(LineChannel):
                     wire.request_sent()
                     resource.write(command)
                     self.await_reply(wire, command, instrument_timeout_s)
-                    raw = resource.read_binary_values(
-                        datatype="B", container=np.array, header_fmt="ieee",
-                        expect_termination=True,
-                    )
+                    raw = _read_definite_length_block(resource)
             except ValueError as error:  # a reply that is not a definite-length block
                 raise InstrumentReplyError(
                     self.name, command, str(error)[:80], "an IEEE 488.2 binary block"
                 ) from error
             finally:
                 resource.timeout = saved_timeout
-        payload = np.asarray(raw, dtype=np.uint8)
+        payload = np.frombuffer(raw, dtype=np.uint8)
         if payload.size % dtype.itemsize:
             raise InstrumentReplyError(
                 self.name, command, f"<{payload.size} bytes>",
