@@ -146,7 +146,7 @@ def check_protocol(
     readings of its kind. Raises `ConfigError` for refused input, `PlanCheckError` if the
     plan fails or does not end."""
     kind = protocol_kind(protocol)
-    bench = bench_for(protocol, profile, profile_source)
+    bench = bench_for(protocol, profile, profile_source, str(protocol_path))
     kind.check(protocol, bench, protocol_path)
     canned_for = (canned_readings or {}).get(protocol.protocol, kind.canned_readings)
     if canned_for is None:

@@ -146,18 +146,21 @@ def protocol_kind(protocol: ProtocolSettings) -> ProtocolKind:
     return kind
 
 
-def bench_for(protocol: ProtocolSettings, profile: Profile, source: str) -> Bench:
+def bench_for(protocol: ProtocolSettings, profile: Profile, source: str,
+              protocol_source: str = "protocol") -> Bench:
     """Each role of the protocol bound to a profile device of the driver it needs.
 
     A role is played by the device the protocol names for it (`devices: {role: name}`),
     else by the device named like the role, else by the profile's only device of that
-    driver; anything else is refused here, before a device is built.
+    driver; anything else is refused here, before a device is built. `source` and
+    `protocol_source` name the profile and protocol files in the messages.
     """
     roles = protocol_kind(protocol).roles(protocol)
     unknown = sorted(set(protocol.devices) - set(roles))
     if unknown:
         raise ConfigError(
-            f"devices.{unknown[0]} is not a role of protocol {protocol.protocol!r} "
+            f"{protocol_source}: devices.{unknown[0]} is not a role of protocol "
+            f"{protocol.protocol!r} "
             f"(roles: {', '.join(roles) or 'none'})")
     names: dict[str, str] = {}
     for role, driver in roles.items():

@@ -175,7 +175,7 @@ class Session:
     def check(self, protocol: Protocol, protocol_path: Path) -> Bench:
         """The profile devices that play the protocol's roles, after the protocol's checks
         against their limits: everything refused here is refused before a device moves."""
-        bench = bench_for(protocol, self.profile, self.profile_source)
+        bench = bench_for(protocol, self.profile, self.profile_source, str(protocol_path))
         protocol_kind(protocol).check(protocol, bench, protocol_path)
         return bench
 

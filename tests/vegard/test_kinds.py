@@ -68,8 +68,9 @@ def test_a_role_played_by_a_device_of_another_kind_is_refused(tmp_path) -> None:
                                           r"area_detector .* allowed: 'maxipix'"):
         bench_for(protocol, profile, "sim.yaml")
     protocol = load_protocol(SXDM).model_copy(update={"devices": {"detector": "afm"}})
-    with pytest.raises(ConfigError, match=r"devices\.detector is not a role of protocol"):
-        bench_for(protocol, profile, "sim.yaml")
+    with pytest.raises(ConfigError, match=r"^sxdm.yaml: devices\.detector is not a role of "
+                                          r"protocol 'operando_sxdm' \(roles: "):
+        bench_for(protocol, profile, "sim.yaml", "sxdm.yaml")
 
 
 @pytest.mark.parametrize(("entry", "message"), [
