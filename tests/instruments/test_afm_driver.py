@@ -12,6 +12,8 @@ from vegard.instruments.afm_driver import BandExcitationAfmController
 from vegard.instruments.visa_connection import InstrumentReplyError, VisaConnection
 from vegard.simulators.scpi_server import Instrument, ScpiServer, binary_block
 
+pytestmark = pytest.mark.simulators("afm")
+
 
 class BrokenController(Instrument):
     """Answers BE queries with blocks of the wrong size, text, or NaN."""

@@ -19,6 +19,8 @@ from vegard.instruments.visa_connection import VisaConnection
 from vegard.simulators.lab import SimulatedLab
 from vegard.virtual_clock import VirtualClock
 
+pytestmark = pytest.mark.simulators("area_detector")
+
 ROI = DetectorRoi(224, 176, 64, 160)
 
 

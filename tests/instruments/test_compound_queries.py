@@ -15,6 +15,8 @@ from vegard.instruments.visa_connection import VisaConnection
 from vegard.simulators.lab import SimulatedLab
 from vegard.virtual_clock import VirtualClock
 
+pytestmark = pytest.mark.simulators("temperature_stage")
+
 TURNAROUND_S = 0.01
 
 

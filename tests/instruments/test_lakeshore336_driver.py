@@ -15,6 +15,8 @@ from vegard.instruments.visa_connection import (
 )
 from vegard.simulators.scpi_server import Instrument, ScpiServer
 
+pytestmark = pytest.mark.simulators("temperature_stage")
+
 
 def driver_for(address: str, timeout_s: float = 2.0) -> LakeShore336Driver:
     connection = VisaConnection(address, name="temperature_stage", timeout_s=timeout_s)

@@ -18,6 +18,8 @@ from vegard.instruments.visa_connection import VisaConnection
 from vegard.simulators.lab import SimulatedLab
 from vegard.virtual_clock import VirtualClock
 
+pytestmark = pytest.mark.simulators("temperature_stage")
+
 
 def make_stage(lab, **options) -> TemperatureStage:
     connection = VisaConnection(lab.addresses["temperature_stage"], name="temperature_stage",

@@ -16,6 +16,8 @@ from vegard.plans.band_excitation import (
     three_excitation_map,
 )
 
+pytestmark = pytest.mark.simulators("afm")
+
 AREA = ScanArea(0.0, 0.0, 600.0, 450.0, 16, 12)
 
 

@@ -14,6 +14,8 @@ from vegard.plans.temperature_steps import MONITOR_STREAM, temperature_steps
 from vegard.simulators.lab import SimulatedLab
 from vegard.virtual_clock import VirtualClock
 
+pytestmark = pytest.mark.simulators("temperature_stage")
+
 
 @pytest.fixture
 def lab():

@@ -18,6 +18,8 @@ from vegard.diffraction_geometry import DetectorRoi
 from vegard.simulators.lab import SimulatedLab
 from vegard.simulators.nanodiffraction import expected_counts
 
+pytestmark = pytest.mark.simulators("area_detector")
+
 SPEEDUP = 10.0
 SAMX = "SIM:DIFF:SAMX"
 ROI = (224, 176, 64, 160)  # around the direct-beam pixel (255.5, 255.5)
