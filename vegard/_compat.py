@@ -3,7 +3,7 @@
 No other vegard module imports a private module of ophyd-async, aioca, bluesky,
 event-model or caproto, or names a private attribute of theirs: where the pinned
 versions offer no public way, the use is a small named shim here, whose docstring says
-what it touches and why. `tests/vegard/test_compat.py` checks that the installed versions
+what it touches and why. `tests/framework/test_compat.py` checks that the installed versions
 are the pinned series and that everything below still has the shape the shims expect,
 so a version bump that changes one of them fails there, naming the shim to fix, rather
 than in a dry run.

@@ -68,7 +68,7 @@ def answer(summary: dict, data_dir: Path) -> dict:
 
 @pytest.mark.parametrize("protocol", [
     "configs/protocols/esm_room_temperature.yaml",
-    "tests/vegard/operando_small.yaml",
+    "tests/framework/operando_small.yaml",
 ])
 def test_the_same_answer_alone_and_under_load(protocol: str, tmp_path: Path) -> None:
     alone_dir, loaded_dir = tmp_path / "alone", tmp_path / "loaded"
