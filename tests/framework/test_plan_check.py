@@ -236,6 +236,7 @@ def test_no_simulator_socket_or_thread_devices_at_a_listening_port_are_never_ope
         "potentiostat": f"socket://127.0.0.1:{port}",
         "diffractometer": "ca://NOWHERE:",
         "area_detector": f"TCPIP0::127.0.0.1::{port}::SOCKET",
+        "stem": f"TCPIP0::127.0.0.1::{port}::SOCKET",
     }
     lines, device = [], None
     for line in SIM_PROFILE.read_text().splitlines():
