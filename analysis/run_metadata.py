@@ -140,3 +140,34 @@ class SxdmMetadata(StartKey):
     maps_planned: int | None = None
     charge: ChargeMetadata | None = None
     alignment_stream: str | None = None
+
+
+class EelsPassMetadata(Frozen):
+    """One spectrometer pass along the line (its stream has one event: the whole line)."""
+
+    dispersion_mev_per_channel: float = Field(gt=0)
+    energy_offset_mev: float
+    exposure_ms: float = Field(gt=0)
+    """As taken (the saturation guard may have shortened the protocol's)."""
+
+
+class EelsLineMetadata(StartKey):
+    """What the EELS analysis needs to place every spectrum of a grain-boundary line scan.
+
+    Streams: `aloof` (one event per point spectrum in vacuum), `registration` (one HAADF
+    line before each pass), and one stream per pass (`vibrational`, `valence_loss`,
+    `core_loss`), each a single event whose camera data (`<detector>-camera-spectra`,
+    pixels × channels counts, and `<detector>-camera-energy_axis_mev`) are in HDF5."""
+
+    KEY: ClassVar[str] = "eels_line"
+    detector: str
+    """The STEM device's name: data keys are `<detector>-camera-…`, `<detector>-probe-…`."""
+    field_of_view_nm: float = Field(gt=0)
+    start_nm: tuple[float, float]
+    end_nm: tuple[float, float]
+    """The line as planned, scan frame (nm from the field of view's centre); the pass
+    events carry the line actually scanned (`<detector>-probe-line_start_fraction`, …)
+    after drift re-registration."""
+    pixels: int = Field(ge=2)
+    aloof_position_nm: tuple[float, float]
+    passes: dict[str, EelsPassMetadata]

@@ -241,8 +241,8 @@ class SpectrumCamera(ArrayStreamingDetector, Preparable, Stoppable):
 
     Data keys: `<name>-spectra` (pixels × channels float32 counts), `<name>-energy_axis_mev`
     (channels, float64) and `<name>-haadf_counts` (pixels, float32) in HDF5; in the event,
-    `saturated_channels` (per pixel), `peak_counts`, `dose_estimate_e_per_nm2` and
-    `acquisition_duration_s` (instrument time).
+    `saturated_channels` (per pixel), `peak_counts`, `dose_estimate_e_per_nm2`,
+    `acquisition_duration_s` (instrument time) and `haadf_line_counts`.
     """
 
     def __init__(
@@ -277,6 +277,10 @@ class SpectrumCamera(ArrayStreamingDetector, Preparable, Stoppable):
                 float, 0.0, units="e/nm²")
             self.acquisition_duration_s, self._set_duration = soft_signal_r_and_setter(
                 float, 0.0, units="s")
+            self.haadf_line_counts, self._set_haadf_line = soft_signal_r_and_setter(
+                Array1D[np.float64])
+            """The last HAADF line in the event too (≤ 1024 values): a plan re-registers the
+            drift on it between passes without reading the HDF5 file."""
         with readables_in_order(self, StandardReadableFormat.CONFIG_SIGNAL):
             self.exposure_ms = driver_signal_rw(
                 float, driver.exposure_ms, self._set_exposure_ms, units="ms",
@@ -390,6 +394,7 @@ class SpectrumCamera(ArrayStreamingDetector, Preparable, Stoppable):
         self._set_peak_counts(float(spectra.max(initial=0.0)))
         self._set_dose(dose)
         self._set_duration(acquisition.duration_s)
+        self._set_haadf_line(np.asarray(acquisition.haadf_counts, dtype=np.float64))
         return {"spectra": spectra, "energy_axis_mev": energy_axis_mev,
                 "haadf_counts": acquisition.haadf_counts}
 

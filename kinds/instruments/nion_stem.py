@@ -25,6 +25,9 @@ class StemEelsSettings(DeviceSettings):
     probe_footprint_nm: float = Field(2.5, gt=0, le=100)
     """Width of the probe's damage footprint (delocalised damage; √(2π)σ of a Gaussian
     spread σ): each pixel's electrons count over this square in the dose estimates."""
+    camera_channels: int = Field(2048, ge=16, le=16384)
+    """Channels per spectrum of the spectrometer camera (a protocol's energy axes are
+    checked against it before a run; the device reads the camera's own)."""
     probe_current_pa: float = Field(20.0, gt=0, le=2000)
     """Probe current the checks before a run assume (the device reads the microscope's
     own before each acquisition)."""

@@ -102,6 +102,11 @@ devices:
     driver: maxipix
     address: "{address['area_detector']}"
     maximum_exposure_s: 0.01
+  stem:
+    driver: nion_stem
+    address: "{address['stem']}"
+    dose_budget_e_per_nm2: 2.0e8
+    maximum_exposure_ms: 1500
 """
     path = tmp_path_factory.mktemp("profile") / "lab.yaml"
     path.write_text(text, encoding="utf-8")

@@ -26,7 +26,8 @@ def test_every_shipped_kind_is_found_through_its_entry_point() -> None:
     assert set(instrument_kinds()) == {
         "lakeshore336", "be_afm", "scpi_potentiostat", "epics_motors", "maxipix", "nion_stem"}
     assert set(protocol_kinds()) == {
-        "temperature_steps", "esm_map", "esm_temperature_series", "operando_sxdm"}
+        "temperature_steps", "esm_map", "esm_temperature_series", "operando_sxdm",
+        "eels_grain_boundary"}
     for driver, kind in instrument_kinds().items():
         assert kind.settings.model_fields["driver"].default == driver
 

@@ -190,6 +190,35 @@ def small_sxdm_check(**reads) -> PlanCheck:
     return check_protocol(protocol, SMALL_SXDM, profile, {"operando_sxdm": canned})
 
 
+def test_eels_aloof_then_three_registered_passes_each_after_a_saturation_test_then_blanked():
+    path = PROTOCOLS / "eels_licoo2_grain_boundary.yaml"
+    protocol = load_protocol(path)
+    messages = checked(path).messages
+    (run,) = of(messages, "open_run")
+    assert run.kwargs["plan_name"] == "eels_grain_boundary"
+    assert stream_events(messages, "aloof") == protocol.aloof.spectra
+    assert stream_events(messages, "registration") == 3
+    for name in ("vibrational", "valence_loss", "core_loss"):
+        assert stream_events(messages, name) == 1
+    # each pass's spectrometer is set before its line, and the line is the protocol's
+    offsets = [m.args[0] for m in of(messages, "set", "stem-spectrometer-energy_offset_mev")]
+    assert offsets == [p.energy_offset_mev for p in
+                       (protocol.vibrational, protocol.vibrational, protocol.valence_loss,
+                        protocol.core_loss)]
+    lines = [m.args[0] for m in of(messages, "prepare", "stem-camera")
+             if hasattr(m.args[0], "pixels")]
+    assert {line.pixels for line in lines} == {protocol.line.pixels}
+    assert [line.exposure_ms for line in lines] == [
+        protocol.registration.exposure_ms, protocol.vibrational.exposure_ms,
+        protocol.registration.exposure_ms, protocol.valence_loss.exposure_ms,
+        protocol.registration.exposure_ms, protocol.core_loss.exposure_ms]
+    # a saturation test (peak and saturation read) before the aloof spectrum and each pass
+    assert len(of(messages, "read", "stem-camera-peak_counts")) == 4
+    # the beam is blanked last, outside the run
+    (close,) = index_of(messages, "close_run")
+    assert [named(m) for m in of(messages[close:], "stop")] == ["stem"]
+
+
 def test_the_plan_decides_on_the_canned_readings_a_limit_reached_ends_the_maps():
     check = small_sxdm_check(**{"potentiostat.limit_reached": True,
                                 "potentiostat.charge_mah": 0.1})
