@@ -78,6 +78,12 @@ SXDM = Experiment(
     (("pixels: [10, 8]", "pixels: [8, 6]"), ("count: 8", "count: 3")),
     0.4,
 )
+EELS = Experiment(
+    "eels_small", "configs/protocols/eels_licoo2_grain_boundary.yaml",
+    (("pixels: 61", "pixels: 31"), ("start_nm: [-30, 0]", "start_nm: [-15, 0]"),
+     ("end_nm: [30, 0]", "end_nm: [15, 0]")),
+    0.5,
+)
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,7 @@ def all_rows() -> list[Row]:
             ("area_detector.fault_frame_saturated_at_s={at}",)),
         Row(SXDM, "diffractometer", "motor stall", ("diffractometer.fault_stall_at_s={at}",)),
     ]
+    rows += wire_rows(EELS, "stem")  # the saturated ZLP: tests/plans/test_eels_plan.py
     return rows
 
 
