@@ -317,6 +317,8 @@ class TemperatureStageModel:
         self._run_to(due - due % COMMIT_TICKS)
         if self._loop.tick_count == due:
             self._view = self._loop
+        elif self._view is not self._loop and self._view.tick_count == due:
+            pass  # already viewed at this tick (the other queries of the same line)
         elif self._view is self._loop or self._view.tick_count > due or self._view.tried_skipping:
             start = self._loop
             if self._view is not self._loop:  # from where its first skip was tried

@@ -245,6 +245,12 @@ def test_polling_a_transient_steps_each_tick_once(manual_clock, monkeypatch) -> 
         manual_clock.advance(2.0)
         stage.read_temperature_k("A")
     assert len(stepped) <= 2 * 600 + 20
+    runs = []
+    run = ThermalLoop.run
+    monkeypatch.setattr(ThermalLoop, "run", lambda self, *a: (runs.append(1), run(self, *a)))
+    for sensor in ("A", "B", "A"):  # the other queries of one line, at the same instant
+        stage.read_temperature_k(sensor)
+    assert runs == []
 
 
 def test_the_history_does_not_depend_on_how_often_the_stage_is_read(manual_clock) -> None:
