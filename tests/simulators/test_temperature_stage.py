@@ -245,10 +245,19 @@ def test_polling_a_transient_steps_each_tick_once(manual_clock, monkeypatch) -> 
         manual_clock.advance(2.0)
         stage.read_temperature_k("A")
     assert len(stepped) <= 2 * 600 + 20
+
+
+def test_queries_at_one_instant_share_one_view(manual_clock, monkeypatch) -> None:
+    """The four queries of one status line are answered from one view of that instant,
+    also when the loop is settled (its view tried a skip)."""
+    stage = TemperatureStageModel(manual_clock)
+    stage.advance()
+    manual_clock.advance(7.0)
+    stage.read_temperature_k("A")
     runs = []
     run = ThermalLoop.run
     monkeypatch.setattr(ThermalLoop, "run", lambda self, *a: (runs.append(1), run(self, *a)))
-    for sensor in ("A", "B", "A"):  # the other queries of one line, at the same instant
+    for sensor in ("B", "A", "B"):
         stage.read_temperature_k(sensor)
     assert runs == []
 
