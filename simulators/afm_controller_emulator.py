@@ -45,8 +45,9 @@ from .scpi_server import (
     Instrument,
     ScpiError,
     binary_block,
-    parse_float,
-    parse_int,
+    parse_floats,
+    parse_ints,
+    parse_switch,
     require_arguments,
 )
 
@@ -77,34 +78,34 @@ class AfmControllerEmulator(Instrument):
         self.model = model
         m = model
         pairs = {
-            "SCAN:CENT": (lambda a: m.set_scan_center(*self._floats(a, 2)),
+            "SCAN:CENT": (lambda a: m.set_scan_center(*parse_floats(a, 2)),
                           lambda: (m.scan.center_x_nm, m.scan.center_y_nm)),
-            "SCAN:SIZE": (lambda a: m.set_scan_size(*self._floats(a, 2)),
+            "SCAN:SIZE": (lambda a: m.set_scan_size(*parse_floats(a, 2)),
                           lambda: (m.scan.width_nm, m.scan.height_nm)),
-            "SCAN:PIX": (lambda a: m.set_pixels(*self._ints(a, 2)),
+            "SCAN:PIX": (lambda a: m.set_pixels(*parse_ints(a, 2)),
                          lambda: (m.scan.pixels_x, m.scan.pixels_y)),
-            "SCAN:LRAT": (lambda a: m.set_topography_line_rate(*self._floats(a, 1)),
+            "SCAN:LRAT": (lambda a: m.set_topography_line_rate(*parse_floats(a, 1)),
                           lambda: (m.topography_line_rate_hz,)),
-            "FORC:SETP": (lambda a: m.set_normal_force(*self._floats(a, 1)),
+            "FORC:SETP": (lambda a: m.set_normal_force(*parse_floats(a, 1)),
                           lambda: (m.normal_force_nn,)),
-            "BIAS:DC": (lambda a: m.set_bias_dc(*self._floats(a, 1)), lambda: (m.bias_dc_v,)),
-            "BIAS:AC": (lambda a: m.set_bias_ac(*self._floats(a, 1)), lambda: (m.bias_ac_v,)),
-            "BIAS:OUTP": (lambda a: m.set_bias_output(self._switch(a)),
+            "BIAS:DC": (lambda a: m.set_bias_dc(*parse_floats(a, 1)), lambda: (m.bias_dc_v,)),
+            "BIAS:AC": (lambda a: m.set_bias_ac(*parse_floats(a, 1)), lambda: (m.bias_ac_v,)),
+            "BIAS:OUTP": (lambda a: m.set_bias_output(parse_switch(a)),
                           lambda: (int(m.bias_output_on),)),
-            "BE:BAND": (lambda a: m.set_band(*self._floats(a, 2)),
+            "BE:BAND": (lambda a: m.set_band(*parse_floats(a, 2)),
                         lambda: (m.excitation.band_low_hz, m.excitation.band_high_hz)),
-            "BE:BINS": (lambda a: m.set_bins(*self._ints(a, 1)), lambda: (m.excitation.bins,)),
-            "BE:CHIRP": (lambda a: m.set_chirp_duration(*self._floats(a, 1)),
+            "BE:BINS": (lambda a: m.set_bins(*parse_ints(a, 1)), lambda: (m.excitation.bins,)),
+            "BE:CHIRP": (lambda a: m.set_chirp_duration(*parse_floats(a, 1)),
                          lambda: (m.excitation.chirp_duration_s,)),
-            "BE:AVER": (lambda a: m.set_averages(*self._ints(a, 1)),
+            "BE:AVER": (lambda a: m.set_averages(*parse_ints(a, 1)),
                         lambda: (m.excitation.averages,)),
-            "BE:DCOF": (lambda a: m.set_dc_offset(*self._floats(a, 1)),
+            "BE:DCOF": (lambda a: m.set_dc_offset(*parse_floats(a, 1)),
                         lambda: (m.excitation.dc_offset_v,)),
         }
         for header, (setter, getter) in pairs.items():
             self.register(header, self._setting(setter))
             self.register(header + "?", lambda _, getter=getter: _format(getter()))
-        self.register("SCAN:MOVE", self._setting(lambda a: m.move_tip(*self._floats(a, 2))))
+        self.register("SCAN:MOVE", self._setting(lambda a: m.move_tip(*parse_floats(a, 2))))
         self.register("SCAN:POS?", lambda _: _format((m.tip_x_nm, m.tip_y_nm)))
         self.register("SCAN:PARK", lambda _: m.park())
         self.register("SCAN:PARK?", lambda _: str(int(m.tip_withdrawn)))
@@ -122,26 +123,6 @@ class AfmControllerEmulator(Instrument):
         self.model.reset()
 
     # ------------------------------------------------------------------ parsing
-
-    @staticmethod
-    def _floats(arguments: list[str], count: int) -> list[float]:
-        require_arguments(arguments, count)
-        return [parse_float(text) for text in arguments[:count]]
-
-    @staticmethod
-    def _ints(arguments: list[str], count: int) -> list[int]:
-        require_arguments(arguments, count)
-        return [parse_int(text) for text in arguments[:count]]
-
-    @staticmethod
-    def _switch(arguments: list[str]) -> bool:
-        require_arguments(arguments, 1)
-        text = arguments[0].upper()
-        if text in ("1", "ON"):
-            return True
-        if text in ("0", "OFF"):
-            return False
-        raise ScpiError(ILLEGAL_PARAMETER_VALUE, f"expected 0/1/ON/OFF, got {arguments[0]!r}")
 
     @staticmethod
     def _setting(action):
@@ -176,7 +157,7 @@ class AfmControllerEmulator(Instrument):
             raise ScpiError(EXECUTION_ERROR, str(error)) from None
 
     def _acquire_line(self, arguments: list[str]) -> bytes:
-        row = self._ints(arguments, 1)[0]
+        row = parse_ints(arguments, 1)[0]
         self._check_row(row)
         return self._acquire(self.model.be_line_duration_s(),
                              lambda: self.model.acquire_be_line(row))
@@ -185,7 +166,7 @@ class AfmControllerEmulator(Instrument):
         return self._acquire(self.model.be_point_duration_s(), self.model.acquire_be_point)
 
     def _acquire_topography_line(self, arguments: list[str]) -> bytes:
-        row = self._ints(arguments, 1)[0]
+        row = parse_ints(arguments, 1)[0]
         self._check_row(row)
         self.clock.sleep_blocking(self.model.topography_line_duration_s())
         return _block(self.model.acquire_topography_line(row))

@@ -68,7 +68,9 @@ from .scpi_server import (
     ScpiError,
     binary_block,
     parse_float,
+    parse_floats,
     parse_int,
+    parse_switch,
     require_arguments,
 )
 from .stem_eels_model import MonochromatedStem, StemSettingError
@@ -108,24 +110,24 @@ class NionStemEmulator(Instrument):
             return m.settings
 
         pairs = {
-            "PROBE:POS": (lambda a: m.set_probe_position(*self._floats(a, 2)),
+            "PROBE:POS": (lambda a: m.set_probe_position(*parse_floats(a, 2)),
                           lambda: (s().probe_x, s().probe_y)),
-            "PROBE:BLANK": (lambda a: m.set_beam_blanked(self._switch(a)),
+            "PROBE:BLANK": (lambda a: m.set_beam_blanked(parse_switch(a)),
                             lambda: (int(s().beam_blanked),)),
-            "SCAN:FOV": (lambda a: m.set_field_of_view(*self._floats(a, 1)),
+            "SCAN:FOV": (lambda a: m.set_field_of_view(*parse_floats(a, 1)),
                          lambda: (s().field_of_view_nm,)),
             "SCAN:LINE": (self._set_line,
                           lambda: (s().line.start_x, s().line.start_y, s().line.end_x,
                                    s().line.end_y, s().line.pixels)),
-            "SCAN:FLYBACK_MS": (lambda a: m.set_flyback(*self._floats(a, 1)),
+            "SCAN:FLYBACK_MS": (lambda a: m.set_flyback(*parse_floats(a, 1)),
                                 lambda: (s().line.flyback_ms,)),
-            "CAM:EXPOSURE_MS": (lambda a: m.set_exposure(*self._floats(a, 1)),
+            "CAM:EXPOSURE_MS": (lambda a: m.set_exposure(*parse_floats(a, 1)),
                                 lambda: (s().exposure_ms,)),
-            "SPEC:DISPERSION": (lambda a: m.set_dispersion(*self._floats(a, 1)),
+            "SPEC:DISPERSION": (lambda a: m.set_dispersion(*parse_floats(a, 1)),
                                 lambda: (s().dispersion_mev_per_channel,)),
-            "SPEC:OFFSET": (lambda a: m.set_energy_offset(*self._floats(a, 1)),
+            "SPEC:OFFSET": (lambda a: m.set_energy_offset(*parse_floats(a, 1)),
                             lambda: (s().energy_offset_mev,)),
-            "MONO:SLIT": (lambda a: m.set_mono_slit(*self._floats(a, 1)),
+            "MONO:SLIT": (lambda a: m.set_mono_slit(*parse_floats(a, 1)),
                           lambda: (s().mono_slit_mev,)),
         }
         for header, (setter, getter) in pairs.items():
@@ -153,21 +155,6 @@ class NionStemEmulator(Instrument):
         self.model.reset()
 
     # ------------------------------------------------------------------ parsing
-
-    @staticmethod
-    def _floats(arguments: list[str], count: int) -> list[float]:
-        require_arguments(arguments, count)
-        return [parse_float(text) for text in arguments[:count]]
-
-    @staticmethod
-    def _switch(arguments: list[str]) -> bool:
-        require_arguments(arguments, 1)
-        text = arguments[0].upper()
-        if text in ("1", "ON"):
-            return True
-        if text in ("0", "OFF"):
-            return False
-        raise ScpiError(ILLEGAL_PARAMETER_VALUE, f"expected ON/OFF/1/0, got {arguments[0]!r}")
 
     @staticmethod
     def _setting(action: Callable[[list[str]], object]) -> Callable[[list[str]], None]:

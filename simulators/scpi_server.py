@@ -115,6 +115,28 @@ def parse_int(text: str) -> int:
     return int(value)
 
 
+def parse_floats(arguments: list[str], count: int) -> list[float]:
+    """The first `count` arguments as finite numbers (refused if missing)."""
+    require_arguments(arguments, count)
+    return [parse_float(text) for text in arguments[:count]]
+
+
+def parse_ints(arguments: list[str], count: int) -> list[int]:
+    require_arguments(arguments, count)
+    return [parse_int(text) for text in arguments[:count]]
+
+
+def parse_switch(arguments: list[str]) -> bool:
+    """ON/OFF/1/0, as SCPI boolean parameters are spelled."""
+    require_arguments(arguments, 1)
+    text = arguments[0].upper()
+    if text in ("1", "ON"):
+        return True
+    if text in ("0", "OFF"):
+        return False
+    raise ScpiError(ILLEGAL_PARAMETER_VALUE, f"expected ON/OFF/1/0, got {arguments[0]!r}")
+
+
 @dataclass(frozen=True)
 class LoggedCommand:
     """One command as the instrument received it, at instrument time."""
