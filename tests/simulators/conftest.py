@@ -49,6 +49,25 @@ class LineClient:
         self.send(line)
         return self.read_line()
 
+    def _fill(self, size: int) -> None:
+        while len(self._buffer) < size:
+            chunk = self.socket.recv(1 << 20)
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            self._buffer += chunk
+
+    def read_block(self) -> bytes:
+        """One IEEE 488.2 definite-length block's payload (and its line terminator)."""
+        self._fill(2)
+        assert self._buffer[:1] == b"#", self._buffer[:40]
+        digits = int(self._buffer[1:2])
+        self._fill(2 + digits)
+        length = int(self._buffer[2:2 + digits]) if digits else 0
+        end = 2 + digits + length
+        self._fill(end + 1)
+        payload, self._buffer = self._buffer[2 + digits:end], self._buffer[end + 1:]
+        return payload
+
     def expect_no_reply(self, line: str, wait_s: float = 0.2) -> None:
         self.send(line)
         with pytest.raises(TimeoutError):

@@ -30,19 +30,7 @@ def put(pv: str, value: Any, *, wait: bool = True) -> None:
 
 
 def read_block(client) -> bytes:
-    """One IEEE 488.2 definite-length block and its line terminator, from a `LineClient`."""
-    while len(client._buffer) < 2:
-        client._buffer += client.socket.recv(65536)
-    assert client._buffer[:1] == b"#", client._buffer[:40]
-    digits = int(client._buffer[1:2])
-    while len(client._buffer) < 2 + digits:
-        client._buffer += client.socket.recv(65536)
-    length = int(client._buffer[2:2 + digits]) if digits else 0
-    end = 2 + digits + length
-    while len(client._buffer) < end + 1:
-        client._buffer += client.socket.recv(1 << 20)
-    payload, client._buffer = client._buffer[2 + digits:end], client._buffer[end + 1:]
-    return payload
+    return client.read_block()
 
 
 @pytest.fixture(scope="module")

@@ -23,19 +23,7 @@ STILL = {"specimen_drift_nm_per_min": 0.0, "energy_drift_mev_per_min": 0.0,
 
 
 def read_block(client, dtype: str) -> np.ndarray:
-    """One IEEE 488.2 definite-length block and its terminator, from a `LineClient`."""
-    while len(client._buffer) < 2:
-        client._buffer += client.socket.recv(65536)
-    assert client._buffer[:1] == b"#", client._buffer[:40]
-    digits = int(client._buffer[1:2])
-    while len(client._buffer) < 2 + digits:
-        client._buffer += client.socket.recv(65536)
-    length = int(client._buffer[2:2 + digits]) if digits else 0
-    end = 2 + digits + length
-    while len(client._buffer) < end + 1:
-        client._buffer += client.socket.recv(1 << 20)
-    payload, client._buffer = client._buffer[2 + digits:end], client._buffer[end + 1:]
-    return np.frombuffer(payload, dtype=dtype)
+    return np.frombuffer(client.read_block(), dtype=dtype)
 
 
 def query_block(client, line: str, dtype: str = "<f4") -> np.ndarray:
