@@ -56,7 +56,10 @@ def test_the_analysis_reports_shift_activation_energy_and_li_to_co_beside_the_tr
         2 * analysis["ldo_boundary_shift_mev"] / analysis["ldo_centre_grain_a_mev"], rel=0.05)
     shift, stderr = analysis["ldo_boundary_shift_mev"], analysis["ldo_boundary_shift_stderr_mev"]
     assert 0 < stderr < 2.0
-    assert abs(shift - truth["ldo_boundary_shift_mev"]) < 3 * stderr
+    # against the shift the line can show: the true LDO centre over the pooled regions
+    measurable = truth["ldo_boundary_shift_region_mean_mev"]
+    assert 1.0 < measurable < truth["ldo_boundary_shift_mev"]
+    assert abs(shift - measurable) < 3 * stderr
     assert analysis["li_to_co_boundary_change_fraction"] == pytest.approx(-0.27, abs=0.10)
     assert abs(analysis["boundary_position_nm"] - truth["boundary_position_nm"]) < 2.0
     assert all(Path(path).is_file() for path in analysis["figures"].values() if path)
