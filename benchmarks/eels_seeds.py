@@ -3,7 +3,7 @@ boundary shift lands from the truth it can measure, whether its stated errors ar
 (the pull, error / stated error, should scatter with a standard deviation near 1), the
 Li:Co change, and the paper's pipeline on the same data.
 
-    .venv/bin/python benchmarks/eels_seeds.py [--seeds 20] [--protocol FILE]
+    .venv/bin/python benchmarks/eels_seeds.py [--seeds 20] [--protocol FILE] [--set X=V]
 
 Each seed is one `vegard dry-run --json` on a copy of the sim profile with that seed (the
 virtual clock: the figures do not depend on the machine). Last line:
@@ -25,10 +25,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def dry_run(protocol: Path, profile: Path, data_dir: Path) -> dict:
+def dry_run(protocol: Path, profile: Path, data_dir: Path, overrides: list[str]) -> dict:
     done = subprocess.run(
         [sys.executable, "-m", "vegard.cli", "dry-run", str(protocol), "--profile",
-         str(profile), "--data-dir", str(data_dir), "--json", "--quiet"],
+         str(profile), "--data-dir", str(data_dir), "--json", "--quiet",
+         *(f"--set={value}" for value in overrides)],
         capture_output=True, text=True, check=False, cwd=ROOT)
     if done.returncode != 0:
         raise SystemExit(done.stderr[-2000:])
@@ -37,9 +38,13 @@ def dry_run(protocol: Path, profile: Path, data_dir: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=20, choices=range(2, 201),
+                        metavar="N (2-200)")
     parser.add_argument("--protocol", type=Path,
                         default=ROOT / "configs/protocols/eels_licoo2_grain_boundary.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="simulator parameter, as for vegard dry-run "
+                             "(e.g. stem.ldo_boundary_shift_mev=0)")
     args = parser.parse_args()
     profile = yaml.safe_load((ROOT / "configs/profiles/sim.yaml").read_text())
     errors, pulls, li_to_co, paper = [], [], [], []
@@ -50,7 +55,7 @@ def main() -> int:
             profile["simulation"]["seed"] = seed
             path = Path(folder) / f"sim_{seed}.yaml"
             path.write_text(yaml.safe_dump(profile))
-            summary = dry_run(args.protocol, path, Path(folder) / "data")
+            summary = dry_run(args.protocol, path, Path(folder) / "data", args.set)
             analysis, truth = summary["analysis"], summary["ground_truth"]
             shift = analysis["ldo_boundary_shift_mev"]
             stderr = analysis["ldo_boundary_shift_stderr_mev"]
