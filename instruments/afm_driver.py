@@ -9,7 +9,6 @@ instrument and command.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,13 +216,3 @@ class BandExcitationAfmController(TextDriver):
         values = await self.connection.query_block(
             command, HEIGHT_DTYPE, acquisition_s=self._acquisition_timeout_s(duration_s))
         return self._shaped(values, (pixels,), command)
-
-    def _shaped(self, values: np.ndarray, shape: Sequence[int], command: str) -> np.ndarray:
-        expected = int(np.prod(shape))
-        if values.size != expected:
-            raise InstrumentReplyError(
-                self.name, command, f"<block of {values.size} values>",
-                f"{expected} values {tuple(shape)}")
-        if not np.isfinite(values).all():
-            raise InstrumentReplyError(self.name, command, "<block with NaN/inf>", "finite values")
-        return values.reshape(tuple(shape))

@@ -401,29 +401,10 @@ class NionStemDriver(TextDriver):
 
     # ------------------------------------------------------------------ parsing
 
-    async def _flag(self, command: str) -> bool:
-        (value,) = await self._ints(command, 1)
-        if value not in (0, 1):
-            raise InstrumentReplyError(self.name, command, str(value), "0 or 1")
-        return bool(value)
-
     def _count(self, value: float, command: str) -> int:
         if value != int(value) or value < 0:
             raise InstrumentReplyError(self.name, command, f"{value:g}", "a whole number")
         return int(value)
-
-    def _shaped(self, values: np.ndarray, shape: Sequence[int], command: str) -> np.ndarray:
-        expected = int(np.prod(shape))
-        if values.size != expected:
-            raise InstrumentReplyError(self.name, command, f"<block of {values.size} values>",
-                                       f"{expected} values {tuple(shape)}")
-        return self._finite(values.reshape(tuple(shape)), command)
-
-    def _finite(self, values: np.ndarray, command: str) -> np.ndarray:
-        if not np.isfinite(values).all():
-            raise InstrumentReplyError(self.name, command, "<block with NaN/inf>",
-                                       "finite values")
-        return values
 
 
 def _pair(values: Sequence[float]) -> Fraction2:

@@ -14,7 +14,8 @@ from ophyd_async.core import StrictEnum
 
 from .errors import InstrumentCommunicationError, InstrumentReplyError
 from .line_channel import LineChannel
-from .replies import parse_float, parse_floats, parse_ints
+from .replies import parse_floats
+from .text_driver import TextDriver
 
 CURRENT_RANGE_A = (-0.1, 0.1)
 POTENTIAL_RANGE_V = (0.0, 5.5)
@@ -54,34 +55,16 @@ class CellReading:
     limit_reached: bool
 
 
-class PotentiostatDriver:
+class PotentiostatDriver(TextDriver):
     """Techniques (rest, constant current with cut-off, potential hold) and measurements."""
 
-    def __init__(self, connection: TextConnection) -> None:
-        self.connection = connection
-
-    @property
-    def name(self) -> str:
-        return self.connection.name
+    connection: TextConnection
 
     async def connect(self) -> str:
         """Open the channel and check that a potentiostat answers; returns its identity."""
         return await self.connection.identify("POTENTIOSTAT", "a potentiostat")
 
     # ------------------------------------------------------------------ parsing
-
-    async def _query_float(self, command: str) -> float:
-        return await self.connection.query(
-            command, lambda reply: parse_float(reply, instrument=self.name, command=command))
-
-    async def _query_flag(self, command: str) -> bool:
-        return await self.connection.query(command, lambda reply: self._flag(reply, command))
-
-    def _flag(self, reply: str, command: str) -> bool:
-        (value,) = parse_ints(reply, 1, instrument=self.name, command=command)
-        if value not in (0, 1):
-            raise InstrumentReplyError(self.name, command, reply, "0 or 1")
-        return bool(value)
 
     async def _write_checked(self, command: str) -> None:
         """Send a setting, then read the error queue: a refusal raises, naming the command."""
@@ -101,16 +84,16 @@ class PotentiostatDriver:
     # ------------------------------------------------------------------ measurements
 
     async def potential_v(self) -> float:
-        return await self._query_float("MEAS:VOLT?")
+        return await self._float("MEAS:VOLT?")
 
     async def current_a(self) -> float:
-        return await self._query_float("MEAS:CURR?")
+        return await self._float("MEAS:CURR?")
 
     async def charge_mah(self) -> float:
-        return await self._query_float("MEAS:CHAR?")
+        return await self._float("MEAS:CHAR?")
 
     async def limit_reached(self) -> bool:
-        return await self._query_flag("STAT:LIM?")
+        return await self._flag("STAT:LIM?")
 
     async def read_all(self) -> CellReading:
         """Potential, current, charge, mode and limit flag in one exchange."""
@@ -126,7 +109,7 @@ class PotentiostatDriver:
             raise InstrumentReplyError(self.name, _READ_ALL, reply, "a mode code 0, 1 or 2")
         return CellReading(
             potential_v=potential_v, current_a=current_a, charge_mah=charge_mah,
-            mode=_MODES_BY_CODE[int(code)], limit_reached=self._flag(limit_text, _READ_ALL),
+            mode=_MODES_BY_CODE[int(code)], limit_reached=self._parse_flag(limit_text, _READ_ALL),
         )
 
     # ------------------------------------------------------------------ settings
@@ -143,27 +126,27 @@ class PotentiostatDriver:
         await self._write_checked(f"MODE {_MODE_TOKENS[CellMode(mode)]}")
 
     async def output_on(self) -> bool:
-        return await self._query_flag("OUTP?")
+        return await self._flag("OUTP?")
 
     async def set_output(self, on: bool) -> None:
         await self._write_checked(f"OUTP {int(bool(on))}")
 
     async def current_setpoint_a(self) -> float:
-        return await self._query_float("CURR?")
+        return await self._float("CURR?")
 
     async def set_current_setpoint_a(self, current_a: float) -> None:
         self._check_current(current_a)
         await self._write_checked(f"CURR {current_a:.6e}")
 
     async def voltage_limit_v(self) -> float:
-        return await self._query_float("VLIM?")
+        return await self._float("VLIM?")
 
     async def set_voltage_limit_v(self, potential_v: float) -> None:
         self._check_potential(potential_v, "voltage limit")
         await self._write_checked(f"VLIM {potential_v:.6f}")
 
     async def potential_setpoint_v(self) -> float:
-        return await self._query_float("VOLT?")
+        return await self._float("VOLT?")
 
     async def set_potential_setpoint_v(self, potential_v: float) -> None:
         self._check_potential(potential_v, "potential setpoint")
