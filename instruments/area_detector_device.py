@@ -53,6 +53,7 @@ from .area_detector_driver import (
     PositionTrigger,
 )
 from .array_detector import ArrayStreamingDetector
+from .driver_signal import ConnectOnce
 from .errors import InstrumentCommunicationError
 from .hdf5_stream import ArraySpec
 from .readables import readables_in_order
@@ -176,8 +177,7 @@ class AreaDetector(ArrayStreamingDetector, Stoppable):
         self.clock = clock
         self.maximum_exposure_s = maximum_exposure_s
         self.saturated_pixels_allowed = saturated_pixels_allowed
-        self._connected = False
-        self._connect_lock = asyncio.Lock()
+        self._connect_driver = ConnectOnce(self._open_driver)
         self._settings: FlyLineSettings | None = None
         self._armed: PositionTrigger | None = None
         self._search: tuple[DetectorRoi, float, PositionTrigger] | None = None
@@ -196,11 +196,12 @@ class AreaDetector(ArrayStreamingDetector, Stoppable):
 
     async def connect(self, mock=False, timeout: float = 10.0, force_reconnect: bool = False):
         await super().connect(mock=mock, timeout=timeout, force_reconnect=force_reconnect)
-        async with self._connect_lock:
-            if not self._connected and not mock:
-                await asyncio.wait_for(self.driver.connect(), timeout)
-                self._dead_time_s = await self.driver.dead_time_s()
-                self._connected = True
+        if not mock:
+            await self._connect_driver(timeout)
+
+    async def _open_driver(self) -> None:
+        await self.driver.connect()
+        self._dead_time_s = await self.driver.dead_time_s()
 
     @property
     def dead_time_s(self) -> float:

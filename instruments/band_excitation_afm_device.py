@@ -41,7 +41,7 @@ from .afm_driver import (
     ScanArea,
 )
 from .array_detector import ArrayStreamingDetector
-from .driver_signal import driver_signal_r
+from .driver_signal import ConnectOnce, driver_signal_r
 from .errors import InstrumentCommunicationError
 from .hdf5_stream import ArraySpec
 from .readables import readables_in_order
@@ -95,8 +95,7 @@ class BandExcitationAfm(ArrayStreamingDetector):
         self.controller = controller
         self.clock = clock
         self.maximum_bias_v = maximum_bias_v
-        self._connected = False
-        self._connect_lock = asyncio.Lock()
+        self._connect_controller = ConnectOnce(controller.connect)
         self._settings: AcquisitionSettings | None = None
         self._frequencies_hz = np.zeros(0)
         self._line_duration_s = 0.0
@@ -132,12 +131,6 @@ class BandExcitationAfm(ArrayStreamingDetector):
                 source=f"visa://{address}/FORC:SETP", **common)
         self.tracking_image = TrackingImage(self.topography_image)
         super().__init__(directory_provider, arrays={}, name=name)
-
-    async def _connect_controller(self, timeout: float) -> None:
-        async with self._connect_lock:
-            if not self._connected:
-                await asyncio.wait_for(self.controller.connect(), timeout)
-                self._connected = True
 
     # ------------------------------------------------------------------ setup
 

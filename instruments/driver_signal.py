@@ -8,6 +8,7 @@ they would at the real instrument.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Generic
 
@@ -19,6 +20,22 @@ from vegard._compat import signal_metadata
 from vegard.clock import WALL_CLOCK, InstrumentClock
 
 Connect = Callable[[float], Awaitable[object]]
+
+
+class ConnectOnce:
+    """A `Connect` that opens its driver once, whichever of a device's signals connects
+    first (ophyd-async connects them all at once)."""
+
+    def __init__(self, open_driver: Callable[[], Awaitable[object]]) -> None:
+        self._open_driver = open_driver
+        self._lock = asyncio.Lock()
+        self.connected = False
+
+    async def __call__(self, timeout: float) -> None:
+        async with self._lock:
+            if not self.connected:
+                await asyncio.wait_for(self._open_driver(), timeout)
+                self.connected = True
 
 
 class DriverSignalBackend(SignalBackend[SignalDatatypeT], Generic[SignalDatatypeT]):

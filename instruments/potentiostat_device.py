@@ -12,7 +12,6 @@ Plans start and end techniques through `start_charge`, `hold_potential` and `res
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from ophyd_async.core import AsyncStatus, Device, StandardReadable, StandardRead
 
 from vegard.clock import WALL_CLOCK, InstrumentClock
 
-from .driver_signal import driver_signal_r, driver_signal_rw
+from .driver_signal import ConnectOnce, driver_signal_r, driver_signal_rw
 from .polled_monitor import PolledMonitor
 from .potentiostat_driver import CellMode, CellReading, PotentiostatDriver, SettingOutOfRangeError
 from .readables import readables_in_order
@@ -80,8 +79,7 @@ class Potentiostat(PolledMonitor, StandardReadable, Subscribable, Stoppable):
         self.driver = driver
         self.clock = clock
         self.poll_period_s = poll_period_s
-        self._connected = False
-        self._connect_lock = asyncio.Lock()
+        self._connect_driver = ConnectOnce(driver.connect)
 
         address = driver.connection.address
         common = {"connect": self._connect_driver, "clock": clock}
@@ -112,12 +110,6 @@ class Potentiostat(PolledMonitor, StandardReadable, Subscribable, Stoppable):
                 source=source("VOLT"), **common)
         self.technique = CellTechnique(self.start)
         super().__init__(name=name)
-
-    async def _connect_driver(self, timeout: float) -> None:
-        async with self._connect_lock:
-            if not self._connected:
-                await asyncio.wait_for(self.driver.connect(), timeout)
-                self._connected = True
 
     # ------------------------------------------------------------------ techniques
 

@@ -25,7 +25,6 @@ current, the dwell per pixel and the pixel spacing; see `peak_dose_e_per_nm2`).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,7 @@ from ophyd_async.core import (
 from vegard.clock import WALL_CLOCK, InstrumentClock
 
 from .array_detector import ArrayStreamingDetector
-from .driver_signal import driver_signal_r, driver_signal_rw
+from .driver_signal import ConnectOnce, driver_signal_r, driver_signal_rw
 from .electron_dose import electrons_per_pixel, peak_dose_e_per_nm2
 from .hdf5_stream import ArraySpec
 from .nion_stem_driver import (
@@ -112,21 +111,6 @@ class _Prepared:
     point: bool
     pixels: int
     channels: int
-
-
-class _DriverLink:
-    """Opens the driver once for every signal of every part of the microscope."""
-
-    def __init__(self, driver: NionStemDriver) -> None:
-        self.driver = driver
-        self._connected = False
-        self._lock = asyncio.Lock()
-
-    async def __call__(self, timeout: float) -> None:
-        async with self._lock:
-            if not self._connected:
-                await asyncio.wait_for(self.driver.connect(), timeout)
-                self._connected = True
 
 
 def _vector(values: Sequence[float]) -> np.ndarray:
@@ -437,7 +421,7 @@ class MonochromatedStemEels(Device, Stoppable):
     ) -> None:
         self.driver = driver
         self.clock = clock
-        connect = _DriverLink(driver)
+        connect = ConnectOnce(driver.connect)
         self.probe = StemProbe(driver, connect, clock=clock,
                                maximum_field_of_view_nm=maximum_field_of_view_nm)
         self.spectrometer = EelsSpectrometer(driver, connect, clock=clock)

@@ -31,7 +31,7 @@ from ophyd_async.core import (
 
 from vegard.clock import WALL_CLOCK, InstrumentClock
 
-from .driver_signal import driver_signal_r, driver_signal_rw
+from .driver_signal import ConnectOnce, driver_signal_r, driver_signal_rw
 from .errors import InstrumentCommunicationError
 from .lakeshore336_driver import HeaterRange, LakeShore336Driver
 from .polled_monitor import PolledMonitor
@@ -121,8 +121,7 @@ class TemperatureStage(PolledMonitor, StandardReadable, Subscribable, Stoppable)
         self.maximum_temperature_k = maximum_temperature_k
         self.poll_period_s = poll_period_s
         self.settle_timeout_s = settle_timeout_s
-        self._connected = False
-        self._connect_lock = asyncio.Lock()
+        self._connect_controller = ConnectOnce(controller.connect)
         self._stop_requested = False
         self._settle_window: SettleWindow | None = None
 
@@ -162,12 +161,6 @@ class TemperatureStage(PolledMonitor, StandardReadable, Subscribable, Stoppable)
             self.settle_time_s = soft_signal_rw(float, 60.0, units="s")
         self.safe_state = SafeState(self.make_safe)
         super().__init__(name=name)
-
-    async def _connect_controller(self, timeout: float) -> None:
-        async with self._connect_lock:
-            if not self._connected:
-                await asyncio.wait_for(self.controller.connect(), timeout)
-                self._connected = True
 
     async def read(self) -> dict[str, Reading]:
         """The readings; while settling, the control temperature is judged too (the
