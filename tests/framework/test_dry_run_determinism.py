@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_runs import dry_run
 
 pytestmark = pytest.mark.slow  # end-to-end on the simulators
 
@@ -36,14 +37,8 @@ def cpu_load(processes: int = 2) -> Iterator[None]:
             hog.wait()
 
 
-def dry_run(protocol: Path, data_dir: Path) -> dict:
-    capture = subprocess.run(
-        [sys.executable, "-m", "vegard.cli", "dry-run", str(protocol), "--json", "--quiet",
-         "--data-dir", str(data_dir)],
-        capture_output=True, text=True, timeout=900, check=False, cwd=REPOSITORY,
-    )
-    assert capture.returncode == 0, capture.stderr[-3000:]
-    return json.loads(capture.stdout.strip().splitlines()[-1])
+def quiet_dry_run(protocol: Path, data_dir: Path) -> dict:
+    return dry_run(data_dir, protocol, "--quiet", timeout_s=900)[0]
 
 
 def answer(summary: dict, data_dir: Path) -> dict:
@@ -72,9 +67,9 @@ def answer(summary: dict, data_dir: Path) -> dict:
 ])
 def test_the_same_answer_alone_and_under_load(protocol: str, tmp_path: Path) -> None:
     alone_dir, loaded_dir = tmp_path / "alone", tmp_path / "loaded"
-    alone = dry_run(REPOSITORY / protocol, alone_dir)
+    alone = quiet_dry_run(REPOSITORY / protocol, alone_dir)
     with cpu_load():
-        loaded = dry_run(REPOSITORY / protocol, loaded_dir)
+        loaded = quiet_dry_run(REPOSITORY / protocol, loaded_dir)
     assert alone["clock"] == loaded["clock"] == "virtual"
     assert answer(loaded, loaded_dir) == answer(alone, alone_dir)
     assert alone["instrument_time_s"] > 0

@@ -6,12 +6,10 @@ tests/analysis/test_eels_line.py; at the shipped dose the pipeline is not yet th
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runs import vegard_json
 
 pytestmark = pytest.mark.slow  # end-to-end on the simulators
 
@@ -19,18 +17,11 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 PROTOCOL = REPOSITORY / "configs/protocols/eels_licoo2_grain_boundary.yaml"
 
 
-def vegard(*arguments: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "vegard.cli", *arguments, "--json"],
-                          capture_output=True, text=True, timeout=600, check=False,
-                          cwd=REPOSITORY)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("store")
-    return data_dir, vegard("dry-run", str(PROTOCOL), "--data-dir", str(data_dir))
+    return data_dir, vegard_json("dry-run", str(PROTOCOL), "--data-dir", str(data_dir))[0]
 
 
 def test_every_pass_is_taken_and_the_beam_ends_blanked(run) -> None:
@@ -67,6 +58,6 @@ def test_the_analysis_reports_shift_activation_energy_and_li_to_co_beside_the_tr
 
 def test_replay_gives_the_same_analysis(run) -> None:
     data_dir, summary = run
-    replayed = vegard("replay", summary["run_uids"][0], "--data-dir", str(data_dir))
+    replayed, _ = vegard_json("replay", summary["run_uids"][0], "--data-dir", str(data_dir))
     strip = lambda analysis: {k: v for k, v in analysis.items() if k != "figures"}  # noqa: E731
     assert strip(replayed["analysis"]) == strip(summary["analysis"])

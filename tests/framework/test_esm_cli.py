@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runs import dry_run
 from variants import protocol_variant
 
 from vegard.cli import main
@@ -18,15 +17,6 @@ pytestmark = pytest.mark.slow  # end-to-end on the simulators
 REPOSITORY = Path(__file__).resolve().parents[2]
 PROTOCOL = REPOSITORY / "configs/protocols/esm_room_temperature.yaml"
 
-
-def dry_run(data_dir: Path, protocol: Path, *extra: str) -> tuple[dict, str]:
-    capture = subprocess.run(
-        [sys.executable, "-m", "vegard.cli", "dry-run", str(protocol), "--json",
-         "--data-dir", str(data_dir), *extra],
-        capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert capture.returncode == 0, capture.stderr
-    return json.loads(capture.stdout.strip().splitlines()[-1]), capture.stderr
 
 
 def maps_and_truth(summary: dict) -> tuple[dict, dict]:
@@ -38,7 +28,7 @@ def maps_and_truth(summary: dict) -> tuple[dict, dict]:
 @pytest.fixture(scope="module")
 def room_temperature_map(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("store")
-    summary, progress = dry_run(data_dir, PROTOCOL)
+    summary, progress = dry_run(data_dir, PROTOCOL, timeout_s=300)
     return data_dir, summary, progress
 
 
@@ -88,7 +78,7 @@ def small_protocol(tmp_path: Path) -> Path:
 
 def test_compensation_cancels_a_pure_electrostatic_sample(tmp_path):
     summary, _ = dry_run(tmp_path / "store", small_protocol(tmp_path),
-                         "--set", "afm.vegard_coefficient=0", "--quiet")
+                         "--set", "afm.vegard_coefficient=0", "--quiet", timeout_s=300)
     maps, _ = maps_and_truth(summary)
     a_f = maps["a_f_pm"]
     standard_error_pm = np.std(a_f) / np.sqrt(a_f.size)

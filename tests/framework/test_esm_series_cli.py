@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runs import dry_run
 
 from vegard.cli import main
 
@@ -18,15 +17,6 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 PROTOCOL = REPOSITORY / "configs/protocols/esm_temperature_series.yaml"
 MAP_PIXEL_NM = 800.0 / 64
 
-
-def dry_run(data_dir: Path, protocol: Path, *extra: str) -> tuple[dict, str]:
-    capture = subprocess.run(
-        [sys.executable, "-m", "vegard.cli", "dry-run", str(protocol), "--json",
-         "--data-dir", str(data_dir), *extra],
-        capture_output=True, text=True, timeout=600, check=False,
-    )
-    assert capture.returncode == 0, capture.stderr
-    return json.loads(capture.stdout.strip().splitlines()[-1]), capture.stderr
 
 
 def short_series(tmp_path: Path, *, tracking: bool = True) -> Path:

@@ -5,12 +5,11 @@ and the full-size protocol only reports its estimate."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runs import dry_run
 
 from vegard.cli import main
 
@@ -20,15 +19,6 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 PROTOCOL = REPOSITORY / "configs/protocols/sxdm_operando_lmno.yaml"
 FULL = REPOSITORY / "configs/protocols/sxdm_operando_lmno_full.yaml"
 
-
-def dry_run(data_dir: Path, protocol: Path, *extra: str) -> tuple[dict, str]:
-    capture = subprocess.run(
-        [sys.executable, "-m", "vegard.cli", "dry-run", str(protocol), "--json",
-         "--data-dir", str(data_dir), *extra],
-        capture_output=True, text=True, timeout=600, check=False, cwd=REPOSITORY,
-    )
-    assert capture.returncode == 0, capture.stderr[-3000:]
-    return json.loads(capture.stdout.strip().splitlines()[-1]), capture.stderr
 
 
 @pytest.fixture(scope="module")
