@@ -148,7 +148,8 @@ class EelsPassMetadata(Frozen):
     dispersion_mev_per_channel: float = Field(gt=0)
     energy_offset_mev: float
     exposure_ms: float = Field(gt=0)
-    """As taken (the saturation guard may have shortened the protocol's)."""
+    """As planned; the saturation guard may shorten it, and the exposure taken is in the
+    camera's configuration of the pass's stream (`<detector>-camera-exposure_ms`)."""
 
 
 class EelsLineMetadata(StartKey):
