@@ -20,6 +20,7 @@ import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
 
+from vegard.analysis.image_registration import line_shift_px
 from vegard.analysis.run_metadata import EelsLineMetadata, EelsPassMetadata
 from vegard.instruments.stem_eels_device import (
     LineScanSpectra,
@@ -76,24 +77,6 @@ class EelsLineScanSettings:
     def direction(self) -> np.ndarray:
         along = np.subtract(self.end_nm, self.start_nm)
         return along / np.hypot(*along)
-
-
-def line_shift_px(reference: np.ndarray, line: np.ndarray) -> float:
-    """How many pixels the features of `line` sit beyond those of `reference` (sub-pixel:
-    the peak of their cross-correlation, refined by a parabola through its neighbours)."""
-    a = np.asarray(reference, dtype=float) - np.mean(reference)
-    b = np.asarray(line, dtype=float) - np.mean(line)
-    if a.size != b.size or not np.any(a) or not np.any(b):
-        return 0.0
-    correlation = np.correlate(b, a, mode="full")
-    peak = int(np.argmax(correlation))
-    offset = 0.0
-    if 0 < peak < correlation.size - 1:
-        left, centre, right = correlation[peak - 1:peak + 2]
-        curvature = left - 2 * centre + right
-        if curvature < 0:
-            offset = 0.5 * (left - right) / curvature
-    return peak - (a.size - 1) + offset
 
 
 def set_pass(stem: MonochromatedStemEels, eels_pass: EelsPass):
