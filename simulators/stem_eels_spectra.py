@@ -59,7 +59,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.signal import fftconvolve
 from scipy.special import expit, ndtr, voigt_profile
 
 from .parameters import Parameter, model_values
@@ -394,6 +393,10 @@ class SpectrumFormation:
 
     def _loss_tables(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         """Cumulative integrals of s⁽ⁿ⁾ (n = 1 … PLURAL_ORDERS) and of the two edges."""
+        # Imported here: scipy.signal costs ~0.3 s, paid by every `vegard` command that only
+        # lists this model's parameters.
+        from scipy.signal import fftconvolve
+
         step = LOSS_GRID_MEV[2]
         single = self.single_scattering_valence()
         orders = [single]
