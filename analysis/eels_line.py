@@ -40,17 +40,22 @@ from event_model import DocumentRouter
 from vegard.store.arrays import ArrayFiller
 
 from . import eels_preprocessing as pre
+from .eels_boundary import (
+    boundary_regions,
+    fit_boundary_profile,
+    on_plane,
+    pooled_weight_contrast,
+)
 from .eels_pipelines import (
     PAPER_PHONON_PEAKS,
     PaperEelsResult,
     RobustEelsResult,
-    boundary_regions,
-    estimate_boundary,
     paper_pipeline,
     robust_pipeline,
 )
 from .esm_map import json_float
 from .figure_process import FigureDrawer
+from .image_registration import line_shift_px
 from .run_metadata import EelsLineMetadata
 
 ALOOF = "aloof"
@@ -70,11 +75,14 @@ PROFILE_NAMES = ("position_nm", "region", "ldo_centre_mev", "ldo_centre_stderr_m
 ROBUST_KEYS = (
     "boundary_position_nm", "boundary_width_nm", "boundary_source",
     "ldo_boundary_shift_mev", "ldo_boundary_shift_stderr_mev",
-    "ldo_boundary_shift_significance", "ldo_boundary_shift_per_pixel_mev",
+    "ldo_boundary_shift_significance", "ldo_boundary_region_shift_mev",
+    "ldo_boundary_region_shift_stderr_mev", "boundary_pooled_weight",
+    "ldo_boundary_shift_per_pixel_mev",
     "ldo_boundary_shift_per_pixel_stderr_mev", "ldo_boundary_shift_bootstrap_stderr_mev",
     "activation_energy_change_fraction", "activation_energy_change_stderr_fraction",
     "reduced_chi_square", "pooled_reduced_chi_square",
     "li_to_co_boundary_change_fraction", "li_to_co_boundary_change_stderr_fraction",
+    "li_to_co_boundary_region_change_fraction",
     "ldo_centre_grain_a_mev", "ldo_centre_grain_a_stderr_mev", "ldo_centre_boundary_mev",
     "ldo_centre_boundary_stderr_mev", "ldo_centre_grain_b_mev", "ldo_centre_grain_b_stderr_mev",
     "ldo_centre_at_bound_pixels",
@@ -198,21 +206,6 @@ class LineAnalysis:
 # ----------------------------------------------------------------------------- the analysis
 
 
-def li_to_co_change(edges: pre.EdgeIntensities, labels: np.ndarray) -> tuple[float, float]:
-    """(Li:Co of the boundary pixels / that of the grain pixels − 1, Poisson stderr)."""
-    boundary, grains = labels == 1, (labels == 0) | (labels == 2)
-    if not (boundary.any() and grains.any()):
-        return math.nan, math.nan
-    ratios, variances = [], []
-    for sel in (boundary, grains):
-        li, co = edges.li_k[sel].sum(), edges.co_m23[sel].sum()
-        ratios.append(li / co)
-        variances.append(edges.li_k_variance[sel].sum() / li**2
-                         + edges.co_m23_variance[sel].sum() / co**2)
-    ratio = ratios[0] / ratios[1]
-    return float(ratio - 1.0), float(abs(ratio) * math.sqrt(sum(variances)))
-
-
 def empty_result() -> dict[str, Any]:
     """Every key of `.result`, None until computed (the schema does not depend on the run)."""
     return {
@@ -226,20 +219,34 @@ def empty_result() -> dict[str, Any]:
     }
 
 
-def _matched(pass_data: PassData | None, reference: PassData, warnings: list[str]):
-    """A pass usable pixel by pixel with the reference line, or None (with a warning)."""
+def _aligned(pass_data: PassData | None, reference: PassData,
+             warnings: list[str]) -> tuple[PassData | None, np.ndarray | None]:
+    """A pass usable with the reference line, and where its pixels lie in the reference
+    pass's frame (nm), or (None, None) with a warning.
+
+    The plan re-registers each line on a short HAADF line, so pixel i of every pass should
+    see the same spot; what the short line could not resolve (0.8 px at 1 ms) and drift
+    within a pass remain. Each pass's own HAADF, recorded with its spectra at full dwell,
+    gives that residual to a few hundredths of a pixel."""
     if pass_data is None or pass_data is reference:
-        return pass_data
+        return pass_data, None if pass_data is None else reference.geometry.positions_nm()
+    x = reference.geometry.positions_nm()
     if pass_data.pixels != reference.pixels:
         warnings.append(f"{pass_data.name}: {pass_data.pixels} pixels, the {reference.name} "
                         f"pass {reference.pixels}: not used")
-        return None
-    offset = pass_data.geometry.positions_nm() - reference.geometry.positions_nm()
-    spacing = float(np.median(np.abs(np.diff(reference.geometry.positions_nm())))) or 1.0
-    if np.max(np.abs(offset)) > 0.5 * spacing:
-        warnings.append(f"{pass_data.name}: its line lies {np.mean(offset):+.2f} nm from the "
-                        f"{reference.name} pass's (drift re-registration): matched pixel by pixel")
-    return pass_data
+        return None, None
+    spacing = float(np.median(np.abs(np.diff(x)))) if x.size > 1 else 1.0
+    if (pass_data.haadf_counts is None or reference.haadf_counts is None
+            or not np.all(np.isfinite(pass_data.haadf_counts))):
+        warnings.append(f"{pass_data.name}: no HAADF to register it on the {reference.name} "
+                        "pass: matched pixel by pixel")
+        return pass_data, x
+    shift_px = line_shift_px(reference.haadf_counts, pass_data.haadf_counts)
+    if abs(shift_px) > 0.1:
+        warnings.append(f"{pass_data.name}: its HAADF sits {shift_px:+.2f} px "
+                        f"({shift_px * spacing:+.2f} nm) from the {reference.name} pass's: "
+                        "its profiles are placed accordingly")
+    return pass_data, x - shift_px * spacing
 
 
 def analyse_line(
@@ -258,22 +265,23 @@ def analyse_line(
         warnings.append("no pass along the line was recorded: nothing to analyse")
         return LineAnalysis(result, None, None, None, None, None)
     x = reference.geometry.positions_nm()
-    valence = _matched(passes.get(VALENCE), reference, warnings)
-    core = _matched(passes.get(CORE), reference, warnings)
+    valence, valence_x = _aligned(passes.get(VALENCE), reference, warnings)
+    core, core_x = _aligned(passes.get(CORE), reference, warnings)
     for p in passes.values():
         if p.saturated_pixels:
             warnings.append(f"{p.name}: {p.saturated_pixels} of {p.pixels} spectra have "
                             "saturated channels")
 
     valence_ev = None if valence is None else (valence.energy_mev / 1000.0, valence.spectra)
-    tau = None if valence_ev is None else pre.thickness_log_ratio(*valence_ev)
+    tau = None if valence_ev is None else _on(x, valence_x, pre.thickness_log_ratio(*valence_ev))
     edges = None
-    position = width = None
+    position = width = covariance = None
     source = None
     if core is not None:
         edges = pre.core_loss_edge_intensities(core.energy_mev / 1000.0, core.spectra,
                                                background_windows_ev=(core_background_window_ev,))
-        position, width = estimate_boundary(x, pre.li_to_co_relative(edges))
+        found = fit_boundary_profile(core_x, pre.li_to_co_relative(edges))
+        position, width, covariance = found.position_nm, found.width_nm, found.covariance
         source = "li_to_co"
 
     robust = paper = None
@@ -288,7 +296,7 @@ def analyse_line(
         try:
             robust = robust_pipeline(energy, counts, x, aloof_counts,
                                      boundary_position_nm=position, boundary_width_nm=width,
-                                     valence=valence_ev)
+                                     boundary_covariance=covariance)
         except Exception as error:  # a fit that fails must not take the run's result with it
             warnings.append(f"robust pipeline failed: {type(error).__name__}: {error}")
         if run_paper:
@@ -313,18 +321,31 @@ def analyse_line(
         result["boundary_source"] = source
 
     li_relative = None
-    if edges is not None and labels is not None:
-        grains = (labels == 0) | (labels == 2)
-        li_relative = pre.li_to_co_relative(edges, grains if grains.any() else None)
-        change, error = li_to_co_change(edges, labels)
+    if edges is not None and position is not None:
+        # The core pass's own pixels, labelled where they lie (see `_aligned`); the change
+        # on the boundary plane, as the LDO shift (`eels_boundary`).
+        core_labels = boundary_regions(core_x, position, width)
+        grains = (core_labels == 0) | (core_labels == 2)
+        li_relative = _on(x, core_x, pre.li_to_co_relative(edges, grains if grains.any() else None))
+        pooled = pre.li_to_co_change(edges, core_labels)
+        contrast = pooled_weight_contrast(core_x, core_labels, position, width, covariance)
+        change, error = on_plane(*pooled, *contrast)
         result.update(li_to_co_boundary_change_fraction=json_float(change),
-                      li_to_co_boundary_change_stderr_fraction=json_float(error))
+                      li_to_co_boundary_change_stderr_fraction=json_float(error),
+                      li_to_co_boundary_region_change_fraction=json_float(pooled[0]))
     if tau is not None:
         result["t_over_lambda_mean"] = json_float(np.nanmean(tau))
     result["profiles"] = _profiles(x, labels, robust, tau, li_relative)
     if paper is not None:
         result["paper"] = _paper_summary(paper)
     return LineAnalysis(result, robust, paper, energy, counts, aloof_counts)
+
+
+def _on(x: np.ndarray, positions: np.ndarray | None, values: np.ndarray) -> np.ndarray:
+    """A pass's per-pixel profile at the reference pixels (linear, ends held)."""
+    if positions is None or np.array_equal(positions, x):
+        return values
+    return np.interp(x, positions, values)
 
 
 def _aloof_on(aloof: AloofData, vib: PassData, keep: np.ndarray,

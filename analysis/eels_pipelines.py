@@ -37,6 +37,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import eels_preprocessing as pre
+from .eels_boundary import (
+    boundary_regions,
+    estimate_boundary,
+    fit_boundary_profile,
+    on_plane,
+    pooled_weight_contrast,
+)
 from .eels_voigt_fit import (
     FIXED,
     FREE,
@@ -222,49 +229,6 @@ def thickness_profile(valence: tuple[np.ndarray, np.ndarray] | None) -> np.ndarr
     return pre.thickness_log_ratio(*valence)
 
 
-def estimate_boundary(
-    positions_nm: np.ndarray, profile: np.ndarray, min_width_nm: float | None = None
-) -> tuple[float, float]:
-    """(position, FWHM) of the boundary: the Gaussian bump or dip on a straight baseline that
-    best fits `profile` (e.g. relative Li:Co), searched on a grid of centres and widths."""
-    x = np.asarray(positions_nm, dtype=float)
-    y = np.asarray(profile, dtype=float)
-    ok = np.isfinite(y)
-    x, y = x[ok], y[ok]
-    step = float(np.median(np.abs(np.diff(np.sort(x))))) if x.size > 1 else 1.0
-    span = float(x.max() - x.min())
-    widths = np.geomspace(min_width_nm or 2.0 * step, max(span / 3.0, 3.0 * step), 24)
-    centres = np.linspace(x.min() + 0.1 * span, x.max() - 0.1 * span, 4 * x.size)
-    c, w = (a.ravel() for a in np.meshgrid(centres, widths, indexing="ij"))
-    bump = np.exp(-4.0 * np.log(2.0) * (x[None, :] - c[:, None]) ** 2 / w[:, None] ** 2)
-    basis = np.stack([np.ones_like(bump), np.broadcast_to(x - x.mean(), bump.shape), bump], -1)
-    normal = np.einsum("gni,gnj->gij", basis, basis)
-    rhs = np.einsum("gni,n->gi", basis, y)
-    sol = np.linalg.solve(normal + 1e-12 * np.eye(3), rhs[..., None])[..., 0]
-    residual = np.sum((np.einsum("gni,gi->gn", basis, sol) - y[None, :]) ** 2, axis=1)
-    best = int(np.argmin(residual))
-    return float(c[best]), float(w[best])
-
-
-def boundary_regions(
-    positions_nm: np.ndarray,
-    boundary_position_nm: float,
-    boundary_width_nm: float,
-    core_fraction: float = 1.0,
-    guard_fraction: float = 1.0,
-) -> np.ndarray:
-    """(M,) region labels: 1 boundary (|x − x_b| ≤ core_fraction·w/2), 0 grain A and 2
-    grain B (beyond w/2 + guard_fraction·w/2 on the low and high side), −1 in between."""
-    x = np.asarray(positions_nm, dtype=float) - boundary_position_nm
-    half = 0.5 * boundary_width_nm
-    labels = np.full(x.shape, -1, dtype=int)
-    labels[np.abs(x) <= core_fraction * half] = 1
-    outer = half * (1.0 + guard_fraction)
-    labels[x < -outer] = 0
-    labels[x > outer] = 2
-    return labels
-
-
 def li_to_co_profile(
     core: tuple[np.ndarray, np.ndarray] | None,
     grains: np.ndarray | None = None,
@@ -276,20 +240,6 @@ def li_to_co_profile(
     edges = pre.core_loss_edge_intensities(*core, li_tail_in_co_window=li_tail_in_co_window)
     reference = None if grains is None or not np.any(grains) else grains
     return pre.li_to_co_relative(edges, reference), edges
-
-
-def _li_to_co_change(edges: pre.EdgeIntensities, labels: np.ndarray) -> tuple[float, float]:
-    """(Li:Co of the boundary / Li:Co of the grains − 1, its Poisson standard error)."""
-    boundary, grains = labels == 1, (labels == 0) | (labels == 2)
-    if not (np.any(boundary) and np.any(grains)):
-        return math.nan, math.nan
-    parts = []
-    for sel in (boundary, grains):
-        li, co = edges.li_k[sel].sum(), edges.co_m23[sel].sum()
-        var = edges.li_k_variance[sel].sum() / li**2 + edges.co_m23_variance[sel].sum() / co**2
-        parts.append((li / co, var))
-    ratio = parts[0][0] / parts[1][0]
-    return float(ratio - 1.0), float(ratio * math.sqrt(parts[0][1] + parts[1][1]))
 
 
 def _residual_peak(fit: VoigtFit, prep: _Prepared, mask, name) -> VoigtPeak:
@@ -553,6 +503,9 @@ class RobustEelsResult:
     ldo_boundary_shift_mev: float
     ldo_boundary_shift_stderr_mev: float
     ldo_boundary_shift_significance: float
+    ldo_boundary_region_shift_mev: float
+    ldo_boundary_region_shift_stderr_mev: float
+    boundary_pooled_weight: float
     ldo_boundary_shift_per_pixel_mev: float
     ldo_boundary_shift_per_pixel_stderr_mev: float
     ldo_boundary_shift_bootstrap_stderr_mev: float
@@ -577,7 +530,9 @@ class RobustEelsResult:
         """JSON-safe scalars (None where undefined) and the warnings, for a stop document."""
         keys = ("boundary_position_nm", "boundary_width_nm", "boundary_source",
                 "ldo_boundary_shift_mev", "ldo_boundary_shift_stderr_mev",
-                "ldo_boundary_shift_significance", "ldo_boundary_shift_per_pixel_mev",
+                "ldo_boundary_shift_significance", "ldo_boundary_region_shift_mev",
+                "ldo_boundary_region_shift_stderr_mev", "boundary_pooled_weight",
+                "ldo_boundary_shift_per_pixel_mev",
                 "ldo_boundary_shift_per_pixel_stderr_mev",
                 "ldo_boundary_shift_bootstrap_stderr_mev",
                 "activation_energy_change_fraction", "activation_energy_change_stderr_fraction",
@@ -686,6 +641,7 @@ def robust_pipeline(
     n_bootstrap: int = 0,
     seed: int = 0,
     li_tail_in_co_window: float = 0.0,
+    boundary_covariance: np.ndarray | None = None,
 ) -> RobustEelsResult:
     """LDO centre profile, boundary shift with uncertainty, Li:Co, t/λ and the
     polaritonic/phononic split of a vibrational line scan (counts, M × N, energy in meV).
@@ -693,10 +649,14 @@ def robust_pipeline(
     Regions: the boundary is |x − x_b| ≤ `boundary_core_fraction`·w/2, the grains lie beyond
     w/2 + `guard_fraction`·w/2 on either side. Without `boundary_position_nm`/`width` they are
     estimated from Li:Co (if `core` is given) or else from the phononic intensity. With a
-    graded boundary the pooled shift is the boundary region's mean shift (for a Gaussian
-    profile of FWHM w over |x| ≤ w/2, ≈0.81 of its peak). `polariton_54_ratio`: "aloof"
-    (fixed at the aloof spectrum's ratio to the 74 meV polariton), "shared" (one ratio fitted
-    along the line) or "free". `phonon_gamma_mev` None ties γ instead of fixing it.
+    graded boundary the pooled difference is the boundary region's mean shift (for a
+    Gaussian profile of FWHM w over |x| ≤ w/2, ≈0.81 of its peak): it is reported as
+    `ldo_boundary_region_shift_mev`, and divided by the pooled pixels' mean profile weight
+    for `ldo_boundary_shift_mev`, the shift on the boundary plane (`eels_boundary`); the
+    same for Li:Co. `boundary_covariance` of (position, width), if known, enters its error.
+    `polariton_54_ratio`: "aloof" (fixed at the aloof spectrum's ratio to the 74 meV
+    polariton), "shared" (one ratio fitted along the line) or "free".
+    `phonon_gamma_mev` None ties γ instead of fixing it.
     `n_bootstrap` > 0 resamples pixels within regions and refits the pooled spectra.
     """
     warnings: list[str] = []
@@ -738,10 +698,12 @@ def robust_pipeline(
     if boundary_position_nm is None or boundary_width_nm is None:
         profile = li_co[0] if li_co is not None else phononic
         source = "li_to_co" if li_co is not None else "phononic_intensity"
-        est_position, est_width = estimate_boundary(x, profile)
-        boundary_position_nm = (est_position if boundary_position_nm is None
+        found = fit_boundary_profile(x, profile)
+        if boundary_position_nm is None and boundary_width_nm is None:
+            boundary_covariance = found.covariance
+        boundary_position_nm = (found.position_nm if boundary_position_nm is None
                                 else boundary_position_nm)
-        boundary_width_nm = est_width if boundary_width_nm is None else boundary_width_nm
+        boundary_width_nm = found.width_nm if boundary_width_nm is None else boundary_width_nm
         warnings.append(f"boundary estimated from {source}: {boundary_position_nm:.2f} nm, "
                         f"width {boundary_width_nm:.2f} nm")
     labels = boundary_regions(x, boundary_position_nm, boundary_width_nm,
@@ -761,7 +723,10 @@ def robust_pipeline(
     model = _robust_model(fa, ones, tuple(free_centres), polariton_54_ratio, phonon_gamma_mev)
     fp = _fit_with_background(pools, p_mask, model, core_mev, FIXED)
     warnings += _bound_notes(fp, "robust pooled fit")
-    shift, shift_err = (float(v[0]) for v in _shift_from(fp, present, len(present)))
+    region_shift, region_shift_err = (float(v[0]) for v in _shift_from(fp, present, len(present)))
+    contrast, contrast_err = pooled_weight_contrast(x, labels, boundary_position_nm,
+                                                    boundary_width_nm, boundary_covariance)
+    shift, shift_err = on_plane(region_shift, region_shift_err, contrast, contrast_err)
     region_centre = np.full(3, np.nan)
     region_err = np.full(3, np.nan)
     region_centre[present] = fp.value(LDO, "centre_mev")
@@ -774,14 +739,16 @@ def robust_pipeline(
     weights = np.r_[np.full(bnd.size, 1.0 / bnd.size), np.full(grains.size, -1.0 / grains.size)]
     pick = np.r_[bnd, grains]
     cov = fl.covariance([(int(i), LDO, "centre_mev") for i in pick])
-    pp_shift = float(weights @ centre[pick])
-    pp_err = float(math.sqrt(max(weights @ cov @ weights, 0.0)))
+    pp_shift, pp_err = on_plane(float(weights @ centre[pick]),
+                                float(math.sqrt(max(weights @ cov @ weights, 0.0))),
+                                contrast, contrast_err)
 
     boot_err, boot_interval = math.nan, (math.nan, math.nan)
     if n_bootstrap > 0:
         boot = _bootstrap_shifts(e, counts, zero, labels, present, line.zlp_counts, windows,
                                  fit_window_mev, fa, free_centres, polariton_54_ratio,
                                  phonon_gamma_mev, core_mev, n_bootstrap, seed)
+        boot = boot / contrast  # on the plane, as the shift (the weight held fixed)
         boot_err = float(np.nanstd(boot, ddof=1))
         boot_interval = (float(np.nanpercentile(boot, 2.5)), float(np.nanpercentile(boot, 97.5)))
 
@@ -791,7 +758,7 @@ def robust_pipeline(
     if li_co is not None:
         edges = li_co[1]
         li_relative = pre.li_to_co_relative(edges, (labels == 0) | (labels == 2))
-        ratio, ratio_err = _li_to_co_change(edges, labels)
+        ratio, ratio_err = on_plane(*pre.li_to_co_change(edges, labels), contrast, contrast_err)
     widths = {name: (float(fp.value(name, "sigma_mev")[0]), float(fp.value(name, "gamma_mev")[0]))
               for name in ROBUST_PHONON_START}
     return RobustEelsResult(
@@ -801,6 +768,9 @@ def robust_pipeline(
         ldo_centre_at_bound=fl.bound_hit(LDO, "centre_mev"),
         region_ldo_centre_mev=region_centre, region_ldo_centre_stderr_mev=region_err,
         ldo_boundary_shift_mev=shift, ldo_boundary_shift_stderr_mev=shift_err,
+        ldo_boundary_region_shift_mev=region_shift,
+        ldo_boundary_region_shift_stderr_mev=region_shift_err,
+        boundary_pooled_weight=contrast,
         ldo_boundary_shift_significance=shift / shift_err if shift_err > 0 else math.nan,
         ldo_boundary_shift_per_pixel_mev=pp_shift,
         ldo_boundary_shift_per_pixel_stderr_mev=pp_err,

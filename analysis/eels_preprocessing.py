@@ -9,6 +9,7 @@ channel instead of resampling its counts.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -349,3 +350,20 @@ def li_to_co_relative(
     ratio = edges.li_to_co_intensity_ratio
     ref = np.ones(ratio.shape, dtype=bool) if reference is None else np.asarray(reference)
     return ratio / (np.sum(edges.li_k[ref]) / np.sum(edges.co_m23[ref]))
+
+
+def li_to_co_change(edges: EdgeIntensities, labels: np.ndarray) -> tuple[float, float]:
+    """(Li:Co of the boundary pixels (label 1) / that of the grain pixels (0, 2) − 1, its
+    Poisson stderr): counts summed per region before the ratio, so a noisy pixel's ratio
+    cannot dominate."""
+    boundary, grains = labels == 1, (labels == 0) | (labels == 2)
+    if not (np.any(boundary) and np.any(grains)):
+        return math.nan, math.nan
+    ratios, variances = [], []
+    for sel in (boundary, grains):
+        li, co = edges.li_k[sel].sum(), edges.co_m23[sel].sum()
+        ratios.append(li / co)
+        variances.append(edges.li_k_variance[sel].sum() / li**2
+                         + edges.co_m23_variance[sel].sum() / co**2)
+    ratio = ratios[0] / ratios[1]
+    return float(ratio - 1.0), float(abs(ratio) * math.sqrt(sum(variances)))
