@@ -6,9 +6,10 @@ from __future__ import annotations
 ELEMENTARY_CHARGE_C = 1.602176634e-19
 
 
-def electrons_per_pixel(probe_current_pa: float, dwell_ms: float) -> float:
-    """Electrons the probe delivers while it dwells on one pixel (exposure + read-out)."""
-    return probe_current_pa * 1e-12 / ELEMENTARY_CHARGE_C * dwell_ms * 1e-3
+def electrons_per_pixel(probe_current_pa: float, dwell_ms: float, frames: int = 1) -> float:
+    """Electrons the probe delivers while it dwells on one pixel: `dwell_ms` (exposure +
+    read-out) per frame, for each of the `frames` summed into its spectrum."""
+    return probe_current_pa * 1e-12 / ELEMENTARY_CHARGE_C * dwell_ms * 1e-3 * frames
 
 
 def peak_dose_e_per_nm2(electrons: float, spacing_nm: float, footprint_nm: float) -> float:

@@ -4,6 +4,8 @@ over the SCPI-shaped command set of `vegard.simulators.nion_stem_emulator`.
 Units: fractions of the field of view for probe and line positions ((0.5, 0.5) the
 centre), nm for the field of view and defocus, ms for camera and scan settings, s for
 durations, meV for energies (meV/channel for the dispersion), pA for the probe current.
+Each spectrum is the sum of `frames` exposures of `exposure_ms` (the camera saturates per
+exposure, so frames give a spectrum more counts than one exposure can).
 
 Settings are sent as one line, `*CLS;<setting>;SYST:ERR?`: the queue is emptied first, so
 the entry read back is this setting's own, and the whole line can be sent again after a
@@ -41,6 +43,9 @@ REFUSAL_CODES = frozenset({-222, -224, -104, -109, -113})
 """Error-queue codes that mean "this value (or command) is not accepted": out of range,
 illegal value, not a number, missing argument, unknown header. Other codes (device
 errors) count as communication failures, which a confirmed sequence tries again."""
+
+FRAMES_LIMITS = (1, 1000)
+"""Frames the microscope sums into one spectrum (`CAM:FRAMES`)."""
 
 Fraction2 = tuple[float, float]
 
@@ -87,6 +92,8 @@ class AcquisitionConditions:
     saturation_counts: float
     line_duration_s: float
     point_duration_s: float
+    frames: int = 1
+    """Exposures summed per spectrum; `exposure_ms` and `saturation_counts` are per frame."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,7 @@ _CONDITION_QUERIES: tuple[tuple[str, int], ...] = (
     ("SCAN:LINE?", 5), ("SCAN:FLYBACK_MS?", 1), ("SCAN:FOV?", 1), ("PROBE:POS?", 2),
     ("PROBE:CURRENT?", 1), ("CAM:EXPOSURE_MS?", 1), ("CAM:READOUT_MS?", 1),
     ("CAM:CHANNELS?", 1), ("CAM:SATURATION?", 1), ("SCAN:TIME?", 1), ("CAM:TIME?", 1),
+    ("CAM:FRAMES?", 1),
 )
 _CONDITIONS_COMMAND = ";".join(query for query, _ in _CONDITION_QUERIES)
 
@@ -231,6 +239,14 @@ class NionStemDriver(TextDriver):
     async def set_exposure_ms(self, exposure_ms: float) -> None:
         await self._set(f"CAM:EXPOSURE_MS {exposure_ms:.9g}")
 
+    async def frames(self) -> int:
+        """Exposures summed into each spectrum."""
+        (frames,) = await self._ints("CAM:FRAMES?", 1)
+        return frames
+
+    async def set_frames(self, frames: int) -> None:
+        await self._set(f"CAM:FRAMES {frames}")
+
     async def readout_ms(self) -> float:
         return await self._float("CAM:READOUT_MS?")
 
@@ -303,7 +319,7 @@ class NionStemDriver(TextDriver):
             raise InstrumentReplyError(self.name, _CONDITIONS_COMMAND, reply,
                                        f"{len(_CONDITION_QUERIES)} ';'-separated replies")
         (line, (flyback,), (fov,), position, (current,), (exposure,), (readout,), (channels,),
-         (saturation,), (line_s,), (point_s,)) = (
+         (saturation,), (line_s,), (point_s,), (frames,)) = (
             parse_floats(part, count, instrument=self.name, command=_CONDITIONS_COMMAND)
             for part, (_, count) in zip(parts, _CONDITION_QUERIES, strict=True))
         return AcquisitionConditions(
@@ -314,53 +330,68 @@ class NionStemDriver(TextDriver):
             exposure_ms=exposure, readout_ms=readout,
             channels=self._count(channels, _CONDITIONS_COMMAND),
             saturation_counts=saturation, line_duration_s=line_s, point_duration_s=point_s,
+            frames=self._count(frames, _CONDITIONS_COMMAND),
         )
 
     async def configure_line(
-        self, line: LineScanGeometry, exposure_ms: float, flyback_ms: float | None = None
+        self, line: LineScanGeometry, exposure_ms: float, flyback_ms: float | None = None,
+        frames: int = 1,
     ) -> AcquisitionConditions:
-        """Line, exposure (and flyback) for line scans, read back until the microscope
-        confirms them; the conditions it then reports."""
+        """Line, exposure, frames per pixel (and flyback) for line scans, read back until
+        the microscope confirms them; the conditions it then reports."""
 
         async def send() -> AcquisitionConditions:
             await self.set_line_scan(line)
             await self.set_exposure_ms(exposure_ms)
             if flyback_ms is not None:
                 await self.set_flyback_ms(flyback_ms)
-            conditions = await self.acquisition_conditions()
+            conditions = await self._with_frames(frames)
             taken = (_close(_numbers(conditions.line), _numbers(line))
                      and _close((conditions.exposure_ms,), (exposure_ms,))
+                     and conditions.frames == frames
                      and (flyback_ms is None or _close((conditions.flyback_ms,), (flyback_ms,))))
             if not taken:
                 raise InstrumentCommunicationError(
                     self.name, "line-scan settings", f"not taken: microscope reports "
-                    f"{conditions.line}, exposure {conditions.exposure_ms:g} ms, flyback "
-                    f"{conditions.flyback_ms:g} ms")
+                    f"{conditions.line}, exposure {conditions.exposure_ms:g} ms × "
+                    f"{conditions.frames} frames, flyback {conditions.flyback_ms:g} ms")
             return conditions
 
         return await self.connection.until_confirmed("line-scan settings", send)
 
     async def configure_point(
-        self, exposure_ms: float, position_fraction: Sequence[float] | None = None
+        self, exposure_ms: float, position_fraction: Sequence[float] | None = None,
+        frames: int = 1,
     ) -> AcquisitionConditions:
-        """Exposure (and the parked probe position) for point spectra, confirmed."""
+        """Exposure, frames (and the parked probe position) for point spectra, confirmed."""
 
         async def send() -> AcquisitionConditions:
             if position_fraction is not None:
                 await self.set_probe_position_fraction(*_pair(position_fraction))
             await self.set_exposure_ms(exposure_ms)
-            conditions = await self.acquisition_conditions()
-            taken = _close((conditions.exposure_ms,), (exposure_ms,)) and (
-                position_fraction is None
-                or _close(conditions.probe_position_fraction, _pair(position_fraction)))
+            conditions = await self._with_frames(frames)
+            taken = (_close((conditions.exposure_ms,), (exposure_ms,))
+                     and conditions.frames == frames
+                     and (position_fraction is None
+                          or _close(conditions.probe_position_fraction,
+                                    _pair(position_fraction))))
             if not taken:
                 raise InstrumentCommunicationError(
                     self.name, "point-spectrum settings", f"not taken: microscope reports "
                     f"probe at {conditions.probe_position_fraction}, exposure "
-                    f"{conditions.exposure_ms:g} ms")
+                    f"{conditions.exposure_ms:g} ms × {conditions.frames} frames")
             return conditions
 
         return await self.connection.until_confirmed("point-spectrum settings", send)
+
+    async def _with_frames(self, frames: int) -> AcquisitionConditions:
+        """The conditions, with `frames` set first if the microscope has others: the
+        conditions carry its frames, so a microscope already right costs no extra line."""
+        conditions = await self.acquisition_conditions()
+        if conditions.frames == frames:
+            return conditions
+        await self.set_frames(frames)
+        return await self.acquisition_conditions()
 
     async def acquire_line(
         self, conditions: AcquisitionConditions | None = None, *, unblank: bool = True

@@ -7,24 +7,27 @@
 - `spectrometer` (`EelsSpectrometer`): dispersion, energy offset, monochromator slit and
   the ZLP FWHM the slit gives;
 - `camera` (`SpectrumCamera`): the detector. `prepare(LineScanSpectra | PointSpectrum)`
-  sends the geometry and exposure; each `trigger()` takes one line scan (or one point
-  spectrum) with the beam unblanked for that acquisition only, blanks it again on every
-  exit (success, error, cancellation), and writes the spectra (pixels × channels
-  float32), the energy axis and the HAADF line to HDF5 (StreamResource/StreamDatum). Its
-  event carries the saturated channels of each spectrum, the peak count and the dose
-  estimate, so a plan can shorten an exposure that saturates.
+  sends the geometry, exposure and frames (each spectrum the sum of `frames` exposures);
+  each `trigger()` takes one line scan (or one point spectrum) with the beam unblanked for
+  that acquisition only, blanks it again on every exit (success, error, cancellation), and
+  writes the spectra (pixels × channels float32), the energy axis and the HAADF line to
+  HDF5 (StreamResource/StreamDatum). Its event carries the saturated channels of each
+  spectrum, the peak count per frame and the dose estimate, so a plan can shorten an
+  exposure that saturates (a frame's exposure is what saturates; frames add counts).
 
 Plans reach everything with messages: `mv` for settings (signals), `prepare`/`trigger`/
 `read` for the camera, `mv(stem.safe_state, True)` or `stop(stem)` to blank the beam.
 Nothing here unblanks the beam but an acquisition: the beam is the specimen's hazard.
 
-The profile's limits are checked before anything is sent: the exposure, the field of view,
-and the dose one acquisition may give any point of the specimen (estimated from the probe
-current, the dwell per pixel and the pixel spacing; see `peak_dose_e_per_nm2`).
+The profile's limits are checked before anything is sent: the exposure, the frames
+(1 … 1000), the field of view, and the dose one acquisition may give any point of the
+specimen (estimated from the probe current, the dwell per pixel over all its frames and the
+pixel spacing; see `peak_dose_e_per_nm2`).
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +51,7 @@ from .electron_dose import electrons_per_pixel, peak_dose_e_per_nm2
 from .hdf5_stream import ArraySpec
 from .nion_stem_driver import (
     ENERGY_DTYPE,
+    FRAMES_LIMITS,
     HAADF_DTYPE,
     SPECTRUM_DTYPE,
     AcquisitionConditions,
@@ -62,6 +66,10 @@ Connect = Callable[[float], Awaitable[None]]
 
 class ExposureLimitError(ValueError):
     """An exposure beyond the profile's largest; refused before it is sent."""
+
+
+class FramesLimitError(ValueError):
+    """Frames per spectrum outside what the microscope sums; refused before it is sent."""
 
 
 class FieldOfViewLimitError(ValueError):
@@ -88,6 +96,8 @@ class LineScanSpectra:
     exposure_ms: float
     flyback_ms: float | None = None
     """None: keep the microscope's."""
+    frames: int = 1
+    """Exposures of `exposure_ms` summed into each pixel's spectrum (1 … 1000)."""
 
     @property
     def geometry(self) -> LineScanGeometry:
@@ -101,6 +111,8 @@ class PointSpectrum:
 
     exposure_ms: float
     position_fraction: tuple[float, float] | None = None
+    frames: int = 1
+    """Exposures of `exposure_ms` summed into the spectrum (1 … 1000)."""
 
 
 SpectrumAcquisition = LineScanSpectra | PointSpectrum
@@ -111,6 +123,11 @@ class _Prepared:
     point: bool
     pixels: int
     channels: int
+
+
+def _dwell(exposure_ms: float, frames: int) -> str:
+    """An exposure as messages give it: `100 ms`, or `4 × 250 ms` for summed frames."""
+    return f"{exposure_ms:g} ms" if frames == 1 else f"{frames} × {exposure_ms:g} ms"
 
 
 def _vector(values: Sequence[float]) -> np.ndarray:
@@ -223,10 +240,11 @@ class EelsSpectrometer(StandardReadable):
 class SpectrumCamera(ArrayStreamingDetector, Preparable, Stoppable):
     """The EELS camera as a detector: one trigger, one line scan (or point spectrum).
 
-    Data keys: `<name>-spectra` (pixels × channels float32 counts), `<name>-energy_axis_mev`
-    (channels, float64) and `<name>-haadf_counts` (pixels, float32) in HDF5; in the event,
-    `saturated_channels` (per pixel), `peak_counts`, `dose_estimate_e_per_nm2`,
-    `acquisition_duration_s` (instrument time) and `haadf_line_counts`.
+    Data keys: `<name>-spectra` (pixels × channels float32 counts, each the sum of its
+    frames), `<name>-energy_axis_mev` (channels, float64) and `<name>-haadf_counts` (pixels,
+    float32) in HDF5; in the event, `saturated_channels` (per pixel), `peak_counts` (per
+    frame), `dose_estimate_e_per_nm2`, `acquisition_duration_s` (instrument time) and
+    `haadf_line_counts`.
     """
 
     def __init__(
@@ -246,6 +264,8 @@ class SpectrumCamera(ArrayStreamingDetector, Preparable, Stoppable):
         self.dose_budget_e_per_nm2 = dose_budget_e_per_nm2
         self.probe_footprint_nm = probe_footprint_nm
         self._prepared: _Prepared | None = None
+        self._frames_reported: int | None = None
+        """Frames in the conditions the camera read last (every prepare and trigger)."""
         address = driver.connection.address
         common = {"connect": connect, "clock": clock}
 
@@ -257,6 +277,9 @@ class SpectrumCamera(ArrayStreamingDetector, Preparable, Stoppable):
                 Array1D[np.int64])
             self.peak_counts, self._set_peak_counts = soft_signal_r_and_setter(
                 float, 0.0, units="counts")
+            """Largest count in one channel per frame (the sum's over the frames): a frame's
+            exposure is what saturates, so a plan compares it with `saturation_counts` and
+            scales it with the exposure to predict a frame's ZLP peak."""
             self.dose_estimate_e_per_nm2, self._set_dose = soft_signal_r_and_setter(
                 float, 0.0, units="e/nm²")
             self.acquisition_duration_s, self._set_duration = soft_signal_r_and_setter(
@@ -269,6 +292,8 @@ class SpectrumCamera(ArrayStreamingDetector, Preparable, Stoppable):
             self.exposure_ms = driver_signal_rw(
                 float, driver.exposure_ms, self._set_exposure_ms, units="ms",
                 source=source("CAM:EXPOSURE_MS"), **common)
+            self.frames = driver_signal_rw(
+                int, self._frames, self._set_frames, source=source("CAM:FRAMES"), **common)
             self.readout_ms = driver_signal_r(
                 float, driver.readout_ms, units="ms", source=source("CAM:READOUT_MS"), **common)
             self.channels = driver_signal_r(
@@ -286,14 +311,24 @@ class SpectrumCamera(ArrayStreamingDetector, Preparable, Stoppable):
                 f"{self.name}: exposure {exposure_ms:g} ms is outside 0 < exposure ≤ "
                 f"{self.maximum_exposure_ms:g} ms (profile maximum_exposure_ms)")
 
+    def check_frames(self, frames: int) -> None:
+        low, high = FRAMES_LIMITS
+        whole = (isinstance(frames, numbers.Integral | float) and not isinstance(frames, bool)
+                 and float(frames).is_integer())
+        if not (whole and low <= frames <= high):
+            raise FramesLimitError(
+                f"{self.name}: frames {frames!r} is outside {low} ≤ frames ≤ {high} (a whole "
+                f"number of exposures summed per spectrum, as the microscope allows)")
+
     def dose_estimate(self, conditions: AcquisitionConditions, *, point: bool,
                       line: LineScanGeometry | None = None,
-                      exposure_ms: float | None = None) -> float:
-        """Peak dose (e/nm²) of one acquisition under `conditions`, or with the line and
-        exposure about to be sent."""
+                      exposure_ms: float | None = None, frames: int | None = None) -> float:
+        """Peak dose (e/nm²) of one acquisition under `conditions`, or with the line,
+        exposure and frames about to be sent: every frame of a pixel doses it."""
         exposure_ms = conditions.exposure_ms if exposure_ms is None else exposure_ms
+        frames = conditions.frames if frames is None else frames
         electrons = electrons_per_pixel(conditions.probe_current_pa,
-                                        exposure_ms + conditions.readout_ms)
+                                        exposure_ms + conditions.readout_ms, frames)
         line = conditions.line if line is None else line
         spacing_nm = 0.0 if point else line.spacing_nm(conditions.field_of_view_nm)
         return peak_dose_e_per_nm2(electrons, spacing_nm, self.probe_footprint_nm)
@@ -309,16 +344,32 @@ class SpectrumCamera(ArrayStreamingDetector, Preparable, Stoppable):
         self.check_exposure(exposure_ms)
         await self.driver.set_exposure_ms(exposure_ms)
 
+    async def _frames(self) -> int:
+        """Frames as the microscope reported them in the conditions of the last prepare or
+        trigger (asked only before there are any): recording them in the configuration
+        then costs no exchange of its own, so an acquisition's traffic on the link is
+        what it was before frames existed."""
+        if self._frames_reported is None:
+            self._frames_reported = await self.driver.frames()
+        return self._frames_reported
+
+    async def _set_frames(self, frames: int) -> None:
+        self.check_frames(frames)
+        self._frames_reported = None
+        await self.driver.set_frames(frames)
+        self._frames_reported = int(frames)
+
     # ------------------------------------------------------------------ setup
 
     @AsyncStatus.wrap
     async def prepare(self, value: SpectrumAcquisition) -> None:
-        """Check the limits, send geometry and exposure (confirmed), size the HDF5 rows
-        (a new file per prepare)."""
+        """Check the limits, send geometry, exposure and frames (confirmed), size the HDF5
+        rows (a new file per prepare)."""
         if not isinstance(value, LineScanSpectra | PointSpectrum):
             raise TypeError(f"{self.name}: prepare() takes LineScanSpectra or PointSpectrum, "
                             f"not {value!r}")
         self.check_exposure(value.exposure_ms)
+        self.check_frames(value.frames)
         self._close_writer()
         self._prepared = None
         point = isinstance(value, PointSpectrum)
@@ -326,16 +377,19 @@ class SpectrumCamera(ArrayStreamingDetector, Preparable, Stoppable):
         line = None if point else value.geometry
         what = "a point spectrum" if point else f"a line of {value.pixels} pixels"
         self.check_dose(self.dose_estimate(standing, point=point, line=line,
-                                           exposure_ms=value.exposure_ms),
-                        f"{what} at {value.exposure_ms:g} ms")
+                                           exposure_ms=value.exposure_ms, frames=value.frames),
+                        f"{what} at {_dwell(value.exposure_ms, value.frames)}")
+        # one frame is the driver's default: asked for as before frames existed
+        frames = {"frames": int(value.frames)} if value.frames != 1 else {}
         if isinstance(value, PointSpectrum):
             conditions = await self.driver.configure_point(value.exposure_ms,
-                                                           value.position_fraction)
+                                                           value.position_fraction, **frames)
             pixels = 1
         else:
             conditions = await self.driver.configure_line(value.geometry, value.exposure_ms,
-                                                          value.flyback_ms)
+                                                          value.flyback_ms, **frames)
             pixels = value.pixels
+        self._frames_reported = conditions.frames
         self._prepared = _Prepared(point, pixels, conditions.channels)
         self._array_specs = {
             "spectra": ArraySpec((pixels, conditions.channels), SPECTRUM_DTYPE),
@@ -351,6 +405,7 @@ class SpectrumCamera(ArrayStreamingDetector, Preparable, Stoppable):
         if prepared is None:
             raise RuntimeError(f"{self.name}: prepare() the acquisition before triggering")
         conditions = await self.driver.acquisition_conditions()
+        self._frames_reported = conditions.frames
         pixels = 1 if prepared.point else conditions.line.pixels
         if (pixels, conditions.channels) != (prepared.pixels, prepared.channels):
             raise AcquisitionChangedError(
@@ -358,8 +413,10 @@ class SpectrumCamera(ArrayStreamingDetector, Preparable, Stoppable):
                 f"{conditions.channels} channels, prepared for {prepared.pixels} × "
                 f"{prepared.channels}: prepare() again")
         self.check_exposure(conditions.exposure_ms)
+        self.check_frames(conditions.frames)
         dose = self.dose_estimate(conditions, point=prepared.point)
-        self.check_dose(dose, f"this acquisition ({conditions.exposure_ms:g} ms per pixel)")
+        self.check_dose(dose, f"this acquisition "
+                              f"({_dwell(conditions.exposure_ms, conditions.frames)} per pixel)")
         energy_axis_mev = await self.driver.energy_axis_mev()
         if energy_axis_mev.shape != (prepared.channels,):
             raise AcquisitionChangedError(
@@ -373,9 +430,10 @@ class SpectrumCamera(ArrayStreamingDetector, Preparable, Stoppable):
         finally:
             await self.driver.make_safe()
         spectra = acquisition.spectra_counts
+        frames = conditions.frames  # the camera clips each frame: a sum at frames × that
         self._set_saturated_channels(np.count_nonzero(
-            spectra >= conditions.saturation_counts, axis=1).astype(np.int64))
-        self._set_peak_counts(float(spectra.max(initial=0.0)))
+            spectra >= frames * conditions.saturation_counts, axis=1).astype(np.int64))
+        self._set_peak_counts(float(spectra.max(initial=0.0)) / frames)
         self._set_dose(dose)
         self._set_duration(acquisition.duration_s)
         self._set_haadf_line(np.asarray(acquisition.haadf_counts, dtype=np.float64))

@@ -19,18 +19,24 @@ and scan settings, s for durations. Blocks are IEEE 488.2 definite-length, littl
                               pixels (1 … SCAN:MAXPIX?)                    SCAN:LINE? -> same
     SCAN:MAXPIX?              most pixels a line may have (1024 at 2048 channels: 8 MB)
     SCAN:FLYBACK_MS <ms>      flyback after a line, 0 … 10000 ms           SCAN:FLYBACK_MS?
-    SCAN:TIME?                instrument seconds one line scan takes
+    SCAN:TIME?                instrument seconds one line scan takes: pixels × frames ×
+                              (exposure + read-out), then flyback
     SCAN:ACQ?                 acquire the line, camera-synchronised: block of float32 counts,
-                              n × channels, pixel-major (sum-projected spectra)
+                              n × channels, pixel-major (sum-projected spectra, each the
+                              sum of its frames)
     HAADF:LAST?               HAADF of the last acquisition: block of float32, one value per
-                              pixel (electrons onto the annular detector)
-    CAM:EXPOSURE_MS <ms>      exposure per spectrum, 0.1 … 60000 ms        CAM:EXPOSURE_MS?
-    CAM:READOUT_MS?           camera read-out after each exposure, ms
+                              pixel (electrons onto the annular detector, over its frames)
+    CAM:EXPOSURE_MS <ms>      exposure per frame, 0.1 … 60000 ms           CAM:EXPOSURE_MS?
+    CAM:FRAMES <n>            frames summed per spectrum, 1 … 1000 (power-on 1)
+                                                                           CAM:FRAMES?
+    CAM:READOUT_MS?           camera read-out after each exposure (each frame), ms
     CAM:CHANNELS?             channels per spectrum
-    CAM:SATURATION?           counts per channel per exposure at which the camera clips
-    CAM:TIME?                 instrument seconds one point spectrum takes
+    CAM:SATURATION?           counts per channel per exposure at which the camera clips (a
+                              sum of n frames clips at n times that)
+    CAM:TIME?                 instrument seconds one point spectrum takes: frames ×
+                              (exposure + read-out)
     CAM:ACQ?                  point spectrum at the parked probe: block of float32 counts,
-                              channels
+                              channels (the sum of its frames)
     SPEC:DISPERSION <meV/ch>  energy per channel, 0.01 … 2000 meV/ch       SPEC:DISPERSION?
     SPEC:OFFSET <meV>         energy loss at the centre of channel 0, −10000 … 2000000 meV
                                                                            SPEC:OFFSET?
@@ -70,6 +76,7 @@ from .scpi_server import (
     parse_float,
     parse_floats,
     parse_int,
+    parse_ints,
     parse_switch,
     require_arguments,
 )
@@ -123,6 +130,8 @@ class NionStemEmulator(Instrument):
                                 lambda: (s().line.flyback_ms,)),
             "CAM:EXPOSURE_MS": (lambda a: m.set_exposure(*parse_floats(a, 1)),
                                 lambda: (s().exposure_ms,)),
+            "CAM:FRAMES": (lambda a: m.set_frames(*parse_ints(a, 1)),
+                           lambda: (s().frames,)),
             "SPEC:DISPERSION": (lambda a: m.set_dispersion(*parse_floats(a, 1)),
                                 lambda: (s().dispersion_mev_per_channel,)),
             "SPEC:OFFSET": (lambda a: m.set_energy_offset(*parse_floats(a, 1)),

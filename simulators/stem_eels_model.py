@@ -5,16 +5,21 @@ State: probe position (fractions of the field of view, (0.5, 0.5) the centre), f
 (nm), beam blanked or not (power-on: blanked), monochromator slit (meV of energy it passes:
 sets the ZLP FWHM and, proportionally, the probe current), defocus C10 (nm: widens the
 probe), spectrometer dispersion (meV/ch) and energy offset (meV at the centre of channel 0),
-camera exposure (ms), and the line scan (start, end as fractions, pixels, flyback ms).
+camera exposure (ms) and frames summed per spectrum, and the line scan (start, end as
+fractions, pixels, flyback ms).
 
 Acquisitions: a point spectrum at the probe, or a camera-synchronised line scan: pixel i of
-n sits at start + i/(n−1)·(end − start), the probe dwells exposure + camera read-out on each,
-then flies back; the reply is the sum-projected spectra (pixels × channels) and the HAADF
-signal of each pixel (electrons scattered onto the annular detector). Durations are
-instrument seconds, `point_duration_s` and `line_duration_s`, for the emulator to sleep on
-the clock; the model computes the data for a given start time, so the drifts are those of
-the time each pixel was exposed. With the beam blanked nothing reaches the specimen: the
-camera and HAADF read zero and no dose is given.
+n sits at start + i/(n−1)·(end − start), the probe dwells frames × (exposure + camera
+read-out) on each, then flies back; the reply is the sum-projected spectra (pixels ×
+channels) and the HAADF signal of each pixel (electrons scattered onto the annular
+detector), each the sum of its frames. Frames are how a vibrational spectrum gets more
+counts than one exposure below the ZLP's saturation allows: the camera clips per frame, so
+the sum clips at frames × saturation. A pixel's frames are computed as one exposure of
+their summed electrons at their mean time (drifts within one pixel's dwell are ignored).
+Durations are instrument seconds, `point_duration_s` and `line_duration_s`, for the
+emulator to sleep on the clock; the model computes the data for a given start time, so the
+drifts are those of the time each pixel was exposed. With the beam blanked nothing
+reaches the specimen: the camera and HAADF read zero and no dose is given.
 
 Scan frame and specimen: scan position (nm) = (fraction − 0.5)·field of view; the specimen
 drifts in that frame at `specimen_drift_nm_per_min` in a seeded direction, so it sits at
@@ -24,13 +29,15 @@ passes, and the HAADF line (vacuum edge step, boundary thinning) re-registers th
 
 Dose: every electron on the specimen is recorded where it landed (specimen frame, cells of
 a quarter of `damage_spread_nm`), each spreading as a 2-D Gaussian of σ = that spread; the
-dose at a point (e/nm²) is their sum. Pixels of a scan see the dose of everything before
-them, their own half (mid-exposure) and that of earlier pixels of the same line. An
+dose at a point (e/nm²) is their sum; a pixel of n frames takes n times one frame's. Pixels
+of a scan see the dose of everything before them, their own half (mid-exposure) and that
+of earlier pixels of the same line. An
 unblanked probe left parked keeps dosing its position (blank the beam when idle). Above
 the budget Li is lost (`BeamDamage`): the Li K edge and the LDO peak weaken there.
 
 Truth: each acquisition records, per pixel, the specimen values at the position exposed
-(`truth()` the latest, `truth_arrays()` all of them).
+(`truth()` the latest, `truth_arrays()` all of them); `exposure_ms` is per frame, `frames`
+how many were summed, `electrons` and `haadf_expected` those of all the frames.
 """
 
 from __future__ import annotations
@@ -69,6 +76,8 @@ SLIT_LIMITS_MEV = (1.0, 300.0)
 DISPERSION_LIMITS_MEV = (0.01, 2000.0)
 OFFSET_LIMITS_MEV = (-10_000.0, 2_000_000.0)
 EXPOSURE_LIMITS_MS = (0.1, 60_000.0)
+FRAMES_LIMITS = (1, 1000)
+"""Exposures summed per spectrum (Nion Swift: frames summed per spectrum)."""
 DEFOCUS_LIMITS_NM = (-10_000.0, 10_000.0)
 FLYBACK_LIMITS_MS = (0.0, 10_000.0)
 
@@ -124,6 +133,8 @@ class StemSettings:
     dispersion_mev_per_channel: float = 0.4
     energy_offset_mev: float = -50.0
     exposure_ms: float = 100.0
+    frames: int = 1
+    """Exposures of `exposure_ms` summed into each spectrum."""
     line: LineScan = field(default_factory=LineScan)
 
 
@@ -264,6 +275,11 @@ class MonochromatedStem:
         with self._lock:
             self.settings.exposure_ms = float(exposure_ms)
 
+    def set_frames(self, frames: int) -> None:
+        _check("frames", frames, *FRAMES_LIMITS, "exposures per spectrum")
+        with self._lock:
+            self.settings.frames = int(frames)
+
     def set_line(self, start_x: float, start_y: float, end_x: float, end_y: float,
                  pixels: int) -> None:
         for name, value in (("start x", start_x), ("start y", start_y), ("end x", end_x),
@@ -312,11 +328,19 @@ class MonochromatedStem:
                           2.0 * alpha_rad * self.settings.defocus_c10_nm)
 
     def point_duration_s(self) -> float:
-        """Instrument time of a point spectrum: exposure and read-out."""
-        return (self.settings.exposure_ms + self.parameters["camera_readout_ms"]) / 1000.0
+        """Instrument time of a point spectrum: exposure and read-out, once per frame."""
+        s = self.settings
+        return s.frames * (s.exposure_ms + self.parameters["camera_readout_ms"]) / 1000.0
+
+    def mid_exposure_s(self) -> float:
+        """From the start of a pixel's dwell to the mean time of its frames' exposures."""
+        s = self.settings
+        frame_ms = s.exposure_ms + self.parameters["camera_readout_ms"]
+        return (s.frames - 1) * frame_ms / 2000.0 + s.exposure_ms / 2000.0
 
     def line_duration_s(self) -> float:
-        """Instrument time of a line scan: every pixel's exposure and read-out, then flyback."""
+        """Instrument time of a line scan: every pixel's frames (exposure and read-out each),
+        then flyback."""
         line = self.settings.line
         return line.pixels * self.point_duration_s() + line.flyback_ms / 1000.0
 
@@ -347,7 +371,7 @@ class MonochromatedStem:
             start = self.clock.now() if started_s is None else float(started_s)
             s = self.settings
             x, y = self.scan_position_nm(np.array([s.probe_x]), np.array([s.probe_y]))
-            mid = np.array([start + s.exposure_ms / 2000.0])
+            mid = np.array([start + self.mid_exposure_s()])
             spectra = self._measure(x, y, mid, start, "point")
             self._dosed_until_s = max(self._dosed_until_s, start + self.point_duration_s())
             return spectra[0]
@@ -360,7 +384,8 @@ class MonochromatedStem:
             s = self.settings
             fx, fy = s.line.fractions()
             x, y = self.scan_position_nm(fx, fy)
-            mid = start + np.arange(s.line.pixels) * self.point_duration_s() + s.exposure_ms / 2000
+            mid = (start + np.arange(s.line.pixels) * self.point_duration_s()
+                   + self.mid_exposure_s())
             spectra = self._measure(x, y, mid, start, "line")
             self._dosed_until_s = max(self._dosed_until_s, start + self.line_duration_s())
             return spectra, self.last_haadf.copy()
@@ -373,8 +398,8 @@ class MonochromatedStem:
         x, y = scan_x - drift[:, 0], scan_y - drift[:, 1]
         on = 0.0 if s.beam_blanked else 1.0
         per_ms = on * self.beam_current_pa() * 1e-12 / ELEMENTARY_CHARGE_C / 1000.0
-        incident = np.full(x.size, per_ms * s.exposure_ms)
-        dwelling = np.full(x.size, per_ms * (s.exposure_ms + p["camera_readout_ms"]))
+        incident = np.full(x.size, per_ms * s.exposure_ms * s.frames)
+        dwelling = np.full(x.size, per_ms * (s.exposure_ms + p["camera_readout_ms"]) * s.frames)
         dose = self._dose.dose(x, y) + self._dose_within(x, y, dwelling)
         probe_fwhm = self.probe_fwhm_nm()
         profile = self.specimen.profile(x, probe_fwhm)
@@ -398,7 +423,7 @@ class MonochromatedStem:
         cutoff = self.specimen.parameters["polariton_cutoff_impact_nm"]
         axis = self.energy_axis()
         expected = self.spectra.expected_counts(axis, conditions, resolution, cutoff)
-        counts, saturated = self.spectra.detect(expected, self._rng)
+        counts, saturated = self.spectra.detect(expected, self._rng, s.frames)
         haadf_expected = incident * haadf_fraction
         self.last_haadf = self._rng.poisson(haadf_expected).astype(np.float32)
         if on:
@@ -425,6 +450,7 @@ class MonochromatedStem:
             "zlp_fwhm_mev": np.full(pixels, resolution),
             "probe_fwhm_nm": np.full(pixels, probe_fwhm),
             "exposure_ms": np.full(pixels, s.exposure_ms),
+            "frames": np.full(pixels, s.frames),
             "energy_offset_mev": np.full(pixels, s.energy_offset_mev),
             "dispersion_mev_per_channel": np.full(pixels, s.dispersion_mev_per_channel),
             "haadf_expected": haadf_expected,

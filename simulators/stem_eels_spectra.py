@@ -41,6 +41,9 @@ of valence and core losses):
   thickness. Plural scattering of the edges (edge + plasmon, ≥20 eV above onset) is left out.
 - Counting: Poisson noise, then clipping at `camera_saturation_counts` per channel per
   exposure (an integrating camera's full well, summed over the rows of the projection).
+  A spectrum summed over n frames has n times one frame's expected counts, Poisson noise
+  on the sum, and clips at n × the saturation: each frame fills its own well, which is
+  how many frames of a short exposure carry more counts than one long one could.
 
 Dose assumption (the paper gives none): at the defaults, 20 pA for a 1 s exposure
 (1.25·10⁸ electrons) on grain A near the boundary (t/λ ≈ 0.5) give ≈3·10⁴ counts in the LDO
@@ -313,10 +316,14 @@ class SpectrumFormation:
         return total
 
     def detect(
-        self, expected: np.ndarray, rng: np.random.Generator
+        self, expected: np.ndarray, rng: np.random.Generator, frames: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(counts as float32, saturated channels per spectrum): Poisson, then the full well."""
-        saturation = self.parameters["camera_saturation_counts"]
+        """(counts as float32, saturated channels per spectrum): Poisson, then the full well.
+
+        `expected` is the sum over `frames` exposures; the well fills per frame, so the sum
+        clips at frames × saturation, and a channel counts as saturated where the frames'
+        mean reaches the well."""
+        saturation = frames * self.parameters["camera_saturation_counts"]
         counts = rng.poisson(np.clip(expected, 0.0, None)).astype(np.float64)
         saturated = counts >= saturation
         np.minimum(counts, saturation, out=counts)

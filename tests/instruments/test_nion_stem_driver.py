@@ -238,3 +238,64 @@ def test_parts_of_the_line_changed_at_once_are_all_kept(stem) -> None:
         return await driver.line_scan()
 
     assert stem.run(body) == LineScanGeometry((0.1, 0.2), (0.9, 0.8), 17)
+
+
+# ---------------------------------------------------------------------- frames per spectrum
+
+
+def test_frames_round_trip_and_a_refusal_names_the_range(stem) -> None:
+    async def body(driver: NionStemDriver):
+        await driver.set_frames(12)
+        read = await driver.frames()
+        with pytest.raises(StemSettingRefusedError) as refused:
+            await driver.set_frames(0)
+        with pytest.raises(StemSettingRefusedError) as too_many:
+            await driver.set_frames(1001)
+        return read, refused.value, too_many.value, await driver.frames()
+
+    read, refused, too_many, after = stem.run(body)
+    assert read == 12 and after == 12 and stem.model.settings.frames == 12
+    for error, value in ((refused, 0), (too_many, 1001)):
+        assert error.code == -222 and error.command == f"CAM:FRAMES {value}"
+        assert f"frames = {value}" in str(error) and "allowed 1" in str(error)
+    assert stem.emulator.errors() == []
+
+
+def test_a_point_of_frames_takes_frames_times_exposure_and_read_out(stem) -> None:
+    async def body(driver: NionStemDriver):
+        conditions = await driver.configure_point(250.0, position_fraction=(0.5, 0.5), frames=4)
+        started_s = stem.clock.now()
+        acquisition = await driver.acquire_point(conditions)
+        elapsed_s = stem.clock.now() - started_s
+        back = await driver.configure_point(250.0)  # the default: one frame again
+        return conditions, acquisition, elapsed_s, back
+
+    conditions, acquisition, elapsed_s, back = stem.run(body)
+    assert conditions.frames == 4 and conditions.exposure_ms == 250.0
+    assert conditions.point_duration_s == pytest.approx(4 * 0.252)
+    assert elapsed_s == pytest.approx(4 * 0.252, abs=1e-6)
+    assert acquisition.duration_s == conditions.point_duration_s
+    assert stem.model.truth()["frames"].tolist() == [4]
+    assert back.frames == 1 and back.point_duration_s == pytest.approx(0.252)
+    assert stem.model.settings.frames == 1
+    assert [c for c in stem.commands() if c.startswith("CAM:FRAMES ")] == [
+        "CAM:FRAMES 4", "CAM:FRAMES 1"]
+
+
+def test_a_line_of_frames_is_confirmed_and_one_frame_sends_nothing_new(stem) -> None:
+    line = LineScanGeometry((0.1, 0.5), (0.6, 0.5), 20)
+
+    async def body(driver: NionStemDriver):
+        single = await driver.configure_line(line, exposure_ms=20.0, flyback_ms=10.0)
+        sent_before = [c for c in stem.commands() if c.startswith("CAM:FRAMES ")]
+        summed = await driver.configure_line(line, exposure_ms=20.0, frames=5)
+        started_s = stem.clock.now()
+        await driver.acquire_line(summed)
+        return single, sent_before, summed, stem.clock.now() - started_s
+
+    single, sent_before, summed, elapsed_s = stem.run(body)
+    assert single.frames == 1 and sent_before == []  # the microscope had one frame already
+    assert summed.frames == 5
+    assert summed.line_duration_s == pytest.approx(20 * 5 * (20 + 2) / 1000 + 0.010)
+    assert elapsed_s == pytest.approx(summed.line_duration_s, abs=1e-6)
+    assert stem.model.truth()["frames"].tolist() == [5] * 20

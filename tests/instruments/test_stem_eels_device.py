@@ -35,6 +35,7 @@ from vegard.instruments.stem_eels_device import (
     ElectronDoseBudgetError,
     ExposureLimitError,
     FieldOfViewLimitError,
+    FramesLimitError,
     LineScanSpectra,
     MonochromatedStemEels,
     PointSpectrum,
@@ -297,6 +298,103 @@ def test_the_settings_model_bounds_the_limits() -> None:
             StemEelsSettings(address="sim", **{field: value})
 
 
+class FramedStem(ScriptedStem):
+    """The script, with frames: configured frames show in the conditions."""
+
+    async def configure_line(self, line, exposure_ms, flyback_ms=None, frames=1):
+        await super().configure_line(line, exposure_ms, flyback_ms)
+        self.calls[-1] = f"configure_line frames={frames}"
+        self.conditions = dataclasses.replace(self.conditions, frames=frames)
+        return self.conditions
+
+    async def configure_point(self, exposure_ms, position_fraction=None, frames=1):
+        await super().configure_point(exposure_ms, position_fraction)
+        self.calls[-1] = f"configure_point frames={frames}"
+        self.conditions = dataclasses.replace(self.conditions, frames=frames)
+        return self.conditions
+
+
+async def framed_stem(tmp_path: Path, **limits) -> tuple[MonochromatedStemEels, FramedStem]:
+    driver = FramedStem()
+    stem = MonochromatedStemEels(driver, lambda: tmp_path, name="stem", **limits)
+    await stem.connect(mock=True)
+    return stem, driver
+
+
+@pytest.mark.parametrize("frames", [0, -1, 1001, 2.5, True])
+def test_frames_outside_1_to_1000_are_refused_before_anything_is_sent(tmp_path, frames) -> None:
+    async def scenario():
+        stem, driver = await framed_stem(tmp_path)
+        with pytest.raises(FramesLimitError, match=rf"frames {frames!r} is outside 1 ≤ frames "
+                                                   rf"≤ 1000"):
+            await stem.camera.prepare(dataclasses.replace(LINE, frames=frames))
+        with pytest.raises(FramesLimitError, match="outside 1 ≤ frames ≤ 1000"):
+            await stem.camera.prepare(PointSpectrum(100.0, frames=frames))
+        return driver
+
+    assert asyncio.run(scenario()).calls == []
+
+
+def test_frames_are_sent_and_the_event_counts_saturation_per_frame(tmp_path) -> None:
+    async def scenario():
+        stem, driver = await framed_stem(tmp_path)
+        camera = stem.camera
+        await camera.prepare(dataclasses.replace(LINE, frames=4))
+        await camera.trigger()
+        return driver, await camera.read()
+
+    driver, reading = asyncio.run(scenario())
+    assert "configure_line frames=4" in driver.calls
+    # the script's spectra reach 1000 counts (one frame's saturation), not 4 frames' 4000
+    assert reading["stem-camera-saturated_channels"]["value"].tolist() == [0] * PIXELS
+    assert reading["stem-camera-peak_counts"]["value"] == 1000.0 / 4  # per frame
+    assert reading["stem-camera-dose_estimate_e_per_nm2"]["value"] == pytest.approx(
+        4 * electrons_per_pixel(20.0, 102.0) / 2.5**2)
+
+
+def test_one_frame_is_prepared_as_before_frames_existed(tmp_path) -> None:
+    async def scenario():
+        stem, driver = await framed_stem(tmp_path)
+        await stem.camera.prepare(PointSpectrum(100.0))
+        return driver
+
+    assert asyncio.run(scenario()).calls == ["conditions", "configure_point frames=1"]
+
+
+def test_the_dose_check_before_configuring_counts_the_frames(tmp_path) -> None:
+    one_frame = electrons_per_pixel(20.0, 102.0) / 2.5**2  # ≈2.0e6 e/nm² per pixel
+
+    async def scenario():
+        stem, driver = await framed_stem(tmp_path, dose_budget_e_per_nm2=3 * one_frame)
+        await stem.camera.prepare(dataclasses.replace(LINE, frames=2))  # within the budget
+        driver.calls.clear()
+        with pytest.raises(ElectronDoseBudgetError, match=r"line of 8 pixels at 4 × 100 ms"):
+            await stem.camera.prepare(dataclasses.replace(LINE, frames=4))
+        return driver
+
+    assert asyncio.run(scenario()).calls == ["conditions"]  # read, nothing sent
+
+
+def test_the_dose_check_before_unblanking_counts_the_microscopes_frames(tmp_path) -> None:
+    async def scenario():
+        stem, driver = await framed_stem(tmp_path, dose_budget_e_per_nm2=1.0e7)
+        await stem.camera.prepare(LINE)
+        # 50 frames set at the console since: 50 × the dose of one
+        driver.conditions = dataclasses.replace(driver.conditions, frames=50)
+        with pytest.raises(ElectronDoseBudgetError, match=r"\(50 × 100 ms per pixel\)"):
+            await stem.camera.trigger()
+        return driver
+
+    driver = asyncio.run(scenario())
+    assert "acquire_line" not in driver.calls and driver.blanked
+
+
+def test_electrons_per_pixel_count_every_frame() -> None:
+    one = electrons_per_pixel(20.0, 102.0)
+    assert electrons_per_pixel(20.0, 102.0, 4) == pytest.approx(4 * one)
+    assert electrons_per_pixel(20.0, 102.0, 1) == electrons_per_pixel(20.0, 102.0)
+
+
 # ---------------------------------------------------------------------- end to end
 
 STILL = {"specimen_drift_nm_per_min": 0.0, "energy_drift_mev_per_min": 0.0,
@@ -475,3 +573,45 @@ def test_limits_set_through_signals_are_refused_before_sending(bench) -> None:
     assert bench.model.settings.dispersion_mev_per_channel == 50.0
     line = bench.model.settings.line
     assert (line.start_x, line.end_x, line.pixels) == (0.1, 0.9, 64)
+
+
+def test_frames_reach_the_microscope_its_time_and_the_descriptor(bench) -> None:
+    stem = bench.stem
+    summed = dataclasses.replace(E2E_LINE, frames=3)
+
+    def plan():
+        yield from bps.prepare(stem.camera, summed, wait=True)
+        return (yield from bp.count([stem.camera]))
+
+    started_s = bench.clock.now()
+    documents = collect(bench.engine, plan())
+    elapsed_s = bench.clock.now() - started_s
+    (descriptor,) = [doc for name, doc in documents if name == "descriptor"]
+    configured = descriptor["configuration"]["stem-camera"]["data"]
+    assert (configured["stem-camera-frames"], configured["stem-camera-exposure_ms"]) == (3, 50.0)
+    assert "stem-camera-frames" in descriptor["configuration"]["stem-camera"]["data_keys"]
+    line_s = 16 * 3 * (50 + 2) / 1000 + 0.005
+    assert line_s <= elapsed_s < line_s + 0.5
+    truth = bench.model.truth()
+    assert truth["frames"].tolist() == [3] * 16 and truth["exposure_ms"].tolist() == [50.0] * 16
+    assert "CAM:FRAMES 3" in bench.commands()
+    assert bench.model.safe_state()["safe"] is True
+
+
+def test_frames_set_through_the_signal_are_checked_before_sending(bench) -> None:
+    stem = bench.stem
+    bench.emulator.clear_command_log()
+
+    def none():
+        yield from bps.mv(stem.camera.frames, 0)
+
+    refused = cause_of_failure(bench.engine, none())
+    assert isinstance(refused, FramesLimitError) and "frames 0" in str(refused)
+    assert not any(c.startswith("CAM:FRAMES ") for c in bench.commands())
+
+    def eight():
+        yield from bps.mv(stem.camera.frames, 8)
+        return (yield from bps.rd(stem.camera.frames))
+
+    assert bench.engine(eight()).plan_result == 8
+    assert bench.model.settings.frames == 8

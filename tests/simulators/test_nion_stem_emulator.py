@@ -256,3 +256,119 @@ def test_model_fits_the_lab_contract(manual_clock) -> None:
                                          "acq0.li_to_co", "acq0.thickness_t_over_lambda",
                                          "acq0.in_vacuum"}
     assert model.ground_truth()["acquisitions"] == 1
+
+
+# ---------------------------------------------------------------------- frames per spectrum
+
+AT_65_NM = (0.0375, 0.5)
+"""The aloof position (65 nm outside the edge): the brightest ZLP."""
+
+
+def test_frames_round_trip_and_reset_to_one(stem) -> None:
+    model, client = stem
+    assert client.query("CAM:FRAMES?") == "1"
+    client.send("CAM:FRAMES 16")
+    assert client.query("CAM:FRAMES?;SYST:ERR?") == '16;0,"No error"'
+    assert model.settings.frames == 16
+    client.send("*RST")
+    assert client.query("CAM:FRAMES?") == "1"
+
+
+@pytest.mark.parametrize(("argument", "code"),
+                         [("0", "-222"), ("1001", "-222"), ("-3", "-222"), ("2.5", "-104"),
+                          ("abc", "-104")])
+def test_frames_out_of_range_are_refused_with_the_range(stem, argument, code) -> None:
+    model, client = stem
+    client.send("CAM:FRAMES 7")
+    client.send(f"CAM:FRAMES {argument}")
+    error = client.query("SYST:ERR?")
+    assert error.startswith(code + ","), error
+    if code == "-222":
+        assert "frames = " in error and "allowed 1 " in error and " 1000 " in error
+    assert client.query("CAM:FRAMES?") == "7" and model.settings.frames == 7
+
+
+def test_each_frame_pays_exposure_and_read_out(stem) -> None:
+    model, client = stem
+    client.send("SCAN:LINE 0.4,0.5,0.6,0.5,10;CAM:EXPOSURE_MS 20;SCAN:FLYBACK_MS 10")
+    client.send("CAM:FRAMES 3")
+    assert float(client.query("CAM:TIME?")) == pytest.approx(3 * (20 + 2) / 1000)
+    line_s = float(client.query("SCAN:TIME?"))
+    assert line_s == pytest.approx(10 * 3 * (20 + 2) / 1000 + 0.010)
+    started = model.clock.now()
+    spectra = query_block(client, "PROBE:BLANK OFF;SCAN:ACQ?;PROBE:BLANK ON").reshape(10, 2048)
+    assert model.clock.now() - started >= line_s
+    truth = model.truth()
+    assert truth["frames"].tolist() == [3] * 10 and truth["exposure_ms"].tolist() == [20.0] * 10
+    assert np.diff(truth["time_s"]) == pytest.approx(np.full(9, 3 * 0.022), abs=1e-6)
+    assert spectra.sum() > 0
+
+
+def stem_at(manual_clock, saturation_counts: float = 3.0e6) -> MonochromatedStem:
+    parameters = {**STILL, "camera_saturation_counts": saturation_counts}
+    model = MonochromatedStem(manual_clock, parameters, seed=5)
+    model.set_probe_position(*AT_65_NM)
+    model.set_beam_blanked(False)
+    return model
+
+
+def test_four_frames_of_250_ms_count_as_one_of_1000_ms_without_saturating(manual_clock) -> None:
+    """The ZLP in vacuum reaches ≈5.8e6 counts per channel in 1 s: one 1000 ms frame clips at
+    3e6, four 250 ms frames (≈1.45e6 each) do not, and hold the same counts."""
+    single, summed = stem_at(manual_clock), stem_at(manual_clock)
+    single.set_exposure(1000.0)
+    summed.set_exposure(250.0)
+    summed.set_frames(4)
+    one = single.acquire_point().astype(float)
+    four = summed.acquire_point().astype(float)
+    one_truth, four_truth = single.truth(), summed.truth()
+    assert one_truth["saturated_channels"][0] > 3 and four_truth["saturated_channels"][0] == 0
+    assert one.max() == 3.0e6 and four.max() > 5.0e6
+    assert four_truth["electrons"] == pytest.approx(one_truth["electrons"], rel=1e-12)
+    assert four_truth["ldo_counts_expected"] == pytest.approx(
+        one_truth["ldo_counts_expected"], rel=1e-12)
+    assert (four_truth["frames"][0], four_truth["exposure_ms"][0]) == (4, 250.0)
+    # where neither clips, the same counts to Poisson noise; where one frame clips, more
+    unclipped = one < 3.0e6
+    assert np.all(np.abs(four - one)[unclipped] <= 6 * np.sqrt(one[unclipped] + 1) + 1)
+    assert np.all(four[~unclipped] > 3.0e6)
+    assert four.sum() > one.sum()
+
+
+def test_frames_dose_the_specimen_n_times_and_damage_with_that_dose(manual_clock) -> None:
+    def point(frames: int) -> MonochromatedStem:
+        model = MonochromatedStem(manual_clock, {**STILL, "damage_dose_budget_e_per_nm2": 1e7,
+                                                 "damage_li_loss_dose_e_per_nm2": 1e7}, seed=2)
+        model.set_probe_position(0.45, 0.5)  # on grain A, 20 nm from the boundary
+        model.set_exposure(100.0)
+        model.set_frames(frames)
+        model.set_beam_blanked(False)
+        model.acquire_point(started_s=manual_clock.now())
+        model.set_beam_blanked(True)
+        return model
+
+    one, ten = point(1), point(10)
+    per_e = one.beam_current_pa() * 1e-12 / 1.602176634e-19
+    assert one.truth()["electrons"][0] == pytest.approx(per_e * 0.100)
+    assert ten.truth()["electrons"][0] == pytest.approx(per_e * 10 * 0.100)
+    # the dwell is exposure and read-out, each frame (2 ms read-out)
+    assert ten.ground_truth()["electrons_delivered"] == pytest.approx(per_e * 10 * 0.102)
+    assert ten.truth()["dose_e_per_nm2"][0] == pytest.approx(10 * one.truth()["dose_e_per_nm2"][0])
+    assert ten.truth()["li_remaining_fraction"][0] < one.truth()["li_remaining_fraction"][0]
+    assert ten.truth()["haadf_expected"][0] == pytest.approx(10 * one.truth()["haadf_expected"][0])
+    assert ten.last_haadf[0] > 5 * one.last_haadf[0]
+    assert set(ten.truth_arrays()) >= {"acq0.frames", "acq0.exposure_ms", "acq0.electrons"}
+
+
+def test_a_pixel_of_frames_is_timed_at_the_mean_of_their_exposures(manual_clock) -> None:
+    model = MonochromatedStem(manual_clock, STILL, seed=1)
+    model.set_line(0.4, 0.5, 0.6, 0.5, 5)
+    model.set_exposure(20.0)
+    model.set_frames(3)
+    started_s = manual_clock.now()
+    model.acquire_line(started_s=started_s)
+    frame_s = (20.0 + 2.0) / 1000
+    # frames at 0, 22 and 44 ms from the pixel's start, exposed 20 ms: mean mid-exposure 32 ms
+    expected_s = started_s + np.arange(5) * 3 * frame_s + frame_s + 0.010
+    assert model.truth()["time_s"] == pytest.approx(expected_s, abs=1e-9)
+    assert model.line_duration_s() == pytest.approx(5 * 3 * frame_s + 0.010)

@@ -221,3 +221,22 @@ def test_out_of_range_parameters_are_refused_naming_parameter_and_range() -> Non
     with pytest.raises(ValueError, match=r"camera_saturation_counts = 1e\+08 is out of range: "
                                          r"allowed 1 … 1\.6e\+07 counts"):
         SpectrumFormation({"camera_saturation_counts": 1e8})
+
+
+def test_summed_frames_clip_at_frames_times_the_saturation(formation) -> None:
+    """Each frame fills its own well: four frames hold four wells, one frame one."""
+    saturation = formation.parameters["camera_saturation_counts"]
+    expected = np.array([[10.0, 2.0 * saturation, 3.5 * saturation, 10 * saturation]])
+    counts, saturated = formation.detect(expected, np.random.default_rng(0), frames=4)
+    assert counts[0, 1:3] == pytest.approx([2.0 * saturation, 3.5 * saturation], rel=1e-3)
+    assert counts[0, 3] == np.float32(4 * saturation)
+    assert saturated.tolist() == [1]
+    one, saturated_one = formation.detect(expected, np.random.default_rng(0))
+    assert one[0, 1:].tolist() == [saturation] * 3 and saturated_one.tolist() == [3]
+
+
+def test_one_frame_is_the_default_detection(formation) -> None:
+    expected = np.array([[10.0, 400.0, 3.0 * formation.parameters["camera_saturation_counts"]]])
+    default = formation.detect(expected, np.random.default_rng(3))
+    one = formation.detect(expected, np.random.default_rng(3), frames=1)
+    assert np.array_equal(default[0], one[0]) and np.array_equal(default[1], one[1])
