@@ -150,6 +150,8 @@ class EelsPassMetadata(Frozen):
     exposure_ms: float = Field(gt=0)
     """As planned; the saturation guard may shorten it, and the exposure taken is in the
     camera's configuration of the pass's stream (`<detector>-camera-exposure_ms`)."""
+    frames: int = Field(1, ge=1)
+    """Camera frames summed per spectrum, each of `exposure_ms`."""
 
 
 class EelsLineMetadata(StartKey):

@@ -45,6 +45,8 @@ class EelsPass:
     dispersion_mev_per_channel: float
     energy_offset_mev: float
     exposure_ms: float
+    """Of one frame (what the saturation guard tests)."""
+    frames: int = 1
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,8 @@ def eels_metadata(stem: MonochromatedStemEels, settings: EelsLineScanSettings
         aloof_position_nm=settings.aloof_position_nm,
         passes={p.name: EelsPassMetadata(
             dispersion_mev_per_channel=p.dispersion_mev_per_channel,
-            energy_offset_mev=p.energy_offset_mev, exposure_ms=p.exposure_ms)
+            energy_offset_mev=p.energy_offset_mev, exposure_ms=p.exposure_ms,
+            frames=p.frames)
             for p in settings.passes},
     )
 
@@ -134,10 +137,11 @@ def eels_grain_boundary(stem: MonochromatedStemEels, settings: EelsLineScanSetti
                 **eels_metadata(stem, settings).document(), **(md or {})}
     spacing_nm = settings.pixel_spacing_nm
 
-    def line_at(offset_nm: np.ndarray, exposure_ms: float) -> LineScanSpectra:
+    def line_at(offset_nm: np.ndarray, exposure_ms: float, frames: int = 1) -> LineScanSpectra:
         start = settings.fraction(np.add(settings.start_nm, offset_nm))
         end = settings.fraction(np.add(settings.end_nm, offset_nm))
-        return LineScanSpectra(start, end, settings.pixels, exposure_ms, settings.flyback_ms)
+        return LineScanSpectra(start, end, settings.pixels, exposure_ms, settings.flyback_ms,
+                               frames=frames)
 
     @bpp.run_decorator(md=metadata)
     def inner():
@@ -170,7 +174,8 @@ def eels_grain_boundary(stem: MonochromatedStemEels, settings: EelsLineScanSetti
                 stem, eels_pass.exposure_ms, settings.fraction(
                     np.add(settings.start_nm, offset_nm)), settings,
                 f"the {eels_pass.name} pass")
-            yield from bps.prepare(camera, line_at(offset_nm, exposure_ms), wait=True)
+            yield from bps.prepare(camera, line_at(offset_nm, exposure_ms, eels_pass.frames),
+                                   wait=True)
             yield from bps.trigger_and_read([camera, probe, spectrometer], name=eels_pass.name)
 
     def blank():

@@ -55,7 +55,7 @@ def settings_of(protocol: EelsGrainBoundaryProtocol):
         aloof_position_nm=aloof.position_nm, aloof_exposure_ms=aloof.exposure_ms,
         aloof_spectra=aloof.spectra,
         passes=[EelsPass(name, p.dispersion_mev_per_channel, p.energy_offset_mev,
-                         p.exposure_ms) for name, p in protocol.passes().items()],
+                         p.exposure_ms, p.frames) for name, p in protocol.passes().items()],
         registration_exposure_ms=(protocol.registration.exposure_ms
                                   if protocol.registration.enabled else None),
         saturation_action=protocol.saturation.action,  # type: ignore[arg-type]

@@ -28,6 +28,10 @@ class SpectrometerPass(StrictModel):
     energy_offset_mev: float = Field(ge=-10_000, le=2_000_000)
     """Energy loss at the centre of channel 0."""
     exposure_ms: ExposureMs
+    """Of one camera frame: what must not saturate the zero-loss peak."""
+    frames: int = Field(1, ge=1, le=1000)
+    """Frames summed per spectrum: more counts than one unsaturated exposure holds (the
+    camera's dose is frames × exposure)."""
     must_cover_mev: tuple[float, float]
     """The energy-loss window the pass exists for (the ZLP and the phonons, the plasmon
     region, the Li K and Co M2,3 edges): the axis must span it."""
@@ -120,7 +124,7 @@ def check_dose(protocol, bench: Bench, role: str, path: Path) -> float:
     """The dose the passes leave on the line, against the profile's budget; the total."""
     stem = bench.settings[role]
     line = protocol.line
-    doses = {name: line_dose_e_per_nm2(stem.probe_current_pa, p.exposure_ms,
+    doses = {name: line_dose_e_per_nm2(stem.probe_current_pa, p.frames * p.exposure_ms,
                                        line.pixel_spacing_nm, stem.probe_footprint_nm)
              for name, p in protocol.passes().items()}
     if protocol.registration.enabled:

@@ -212,6 +212,9 @@ def test_eels_aloof_then_three_registered_passes_each_after_a_saturation_test_th
         protocol.registration.exposure_ms, protocol.vibrational.exposure_ms,
         protocol.registration.exposure_ms, protocol.valence_loss.exposure_ms,
         protocol.registration.exposure_ms, protocol.core_loss.exposure_ms]
+    # frames summed per pixel on the vibrational pass only; registration lines take one
+    assert [line.frames for line in lines] == [1, protocol.vibrational.frames, 1, 1, 1, 1]
+    assert protocol.vibrational.frames > 1
     # a saturation test (peak and saturation read) before the aloof spectrum and each pass
     assert len(of(messages, "read", "stem-camera-peak_counts")) == 4
     # the beam is blanked last, outside the run
