@@ -15,7 +15,7 @@ from the core-loss pass) and the paper's pipeline on the same data, figures in a
 process, and `.result` (plain JSON). A run that ended early gives what its passes allow,
 with a warning per missing piece; nothing here raises on missing data.
 
-Two choices made here rather than in `eels_pipelines`:
+Two choices made here rather than in the pipelines (`eels_robust_pipeline`, `eels_paper_pipeline`):
 
 * Li:Co uses a pre-edge background window just below the Li K onset (`core_background_
   window_ev`, 50–54 eV), not the pipelines' default 43–45 eV: on the simulated specimen's
@@ -46,13 +46,8 @@ from .eels_boundary import (
     on_plane,
     pooled_weight_contrast,
 )
-from .eels_pipelines import (
-    PAPER_PHONON_PEAKS,
-    PaperEelsResult,
-    RobustEelsResult,
-    paper_pipeline,
-    robust_pipeline,
-)
+from .eels_paper_pipeline import PAPER_PHONON_PEAKS, PaperEelsResult, paper_pipeline
+from .eels_robust_pipeline import RobustEelsResult, robust_pipeline
 from .esm_map import json_float
 from .figure_process import FigureDrawer
 from .image_registration import line_shift_px

@@ -16,12 +16,9 @@ import numpy as np
 import pytest
 from eels_synthetic import CORE_EV, VALENCE_EV, core_spectra, line_scan, valence_spectra
 
-from vegard.analysis.eels_pipelines import (
-    boundary_regions,
-    estimate_boundary,
-    paper_pipeline,
-    robust_pipeline,
-)
+from vegard.analysis.eels_boundary import boundary_regions, estimate_boundary
+from vegard.analysis.eels_paper_pipeline import paper_pipeline
+from vegard.analysis.eels_robust_pipeline import robust_pipeline
 
 
 def run_robust(scan, **kw):

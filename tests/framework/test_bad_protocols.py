@@ -105,7 +105,7 @@ devices:
   stem:
     driver: nion_stem
     address: "{address['stem']}"
-    dose_budget_e_per_nm2: 2.0e8
+    dose_budget_e_per_nm2: 3.0e8
     maximum_exposure_ms: 1500
 """
     path = tmp_path_factory.mktemp("profile") / "lab.yaml"
