@@ -64,6 +64,32 @@ class EsmMapMetadata(StartKey):
         return (x0 - half_w, x0 + half_w, y0 - half_h, y0 + half_h)
 
 
+class BeSpectroscopyMetadata(StartKey):
+    """What the loop analysis needs to place each point's sweep of a spectroscopy grid."""
+
+    KEY: ClassVar[str] = "be_spectroscopy"
+    device: str
+    """The sweep detector's name (`<afm>-voltage_sweep`): the prefix of its data keys."""
+    points_x: int = Field(ge=1)
+    points_y: int = Field(ge=1)
+    width_nm: float = Field(ge=0)
+    height_nm: float = Field(ge=0)
+    center_x_nm: float = 0.0
+    center_y_nm: float = 0.0
+    dc_bias_v: list[float]
+    """The write biases of one cycle, in the order swept."""
+    cycles: int = Field(ge=1)
+    read_bias_v: float = 0.0
+    u_ac_v: float
+    stream: str = "primary"
+
+    def extent_nm(self) -> tuple[float, float, float, float]:
+        """(x_left, x_right, y_bottom, y_top) of the grid's cells."""
+        half_w, half_h = 0.5 * self.width_nm, 0.5 * self.height_nm
+        x0, y0 = self.center_x_nm, self.center_y_nm
+        return (x0 - half_w, x0 + half_w, y0 - half_h, y0 + half_h)
+
+
 class DriftTrackingMetadata(StartKey):
     KEY: ClassVar[str] = "drift_tracking"
     size_factor: float = Field(ge=1)

@@ -50,6 +50,22 @@ class BandExcitationSettings:
 
 
 @dataclass(frozen=True)
+class DcSweepSettings:
+    """A DC-modulation sweep (`BE:SWEEP`): the bipolar triangle, repeated, each DC step
+    followed by a read step at `read_bias_v`."""
+
+    amplitude_v: float
+    offset_v: float
+    steps_per_cycle: int
+    cycles: int
+    read_bias_v: float = 0.0
+
+    @property
+    def steps(self) -> int:
+        return self.steps_per_cycle * self.cycles
+
+
+@dataclass(frozen=True)
 class ScanLine:
     """One BE scan line: spectra (pixels, excitations, bins) in pm, heights in nm."""
 
@@ -216,3 +232,25 @@ class BandExcitationAfmController(TextDriver):
         values = await self.connection.query_block(
             command, HEIGHT_DTYPE, acquisition_s=self._acquisition_timeout_s(duration_s))
         return self._shaped(values, (pixels,), command)
+
+    # ------------------------------------------------------------------ voltage spectroscopy
+
+    async def set_sweep(self, sweep: DcSweepSettings) -> None:
+        await self.connection.write(
+            f"BE:SWEEP {sweep.amplitude_v:.6g},{sweep.offset_v:.6g},{sweep.steps_per_cycle},"
+            f"{sweep.cycles},{sweep.read_bias_v:.6g}")
+
+    async def sweep(self) -> DcSweepSettings:
+        amplitude, offset, steps, cycles, read = await self._floats("BE:SWEEP?", 5)
+        return DcSweepSettings(amplitude, offset, int(steps), int(cycles), read)
+
+    async def sweep_duration_s(self) -> float:
+        return await self._float("BE:STIME?")
+
+    async def acquire_sweep(self, *, steps: int, bins: int, duration_s: float) -> np.ndarray:
+        """A whole sweep at the tip: spectra (steps, in/out-of-field, bins) in pm; the reply
+        comes after the sweep's instrument time `duration_s`, which sizes its timeout."""
+        command = "BE:SPEC?"
+        values = await self.connection.query_block(
+            command, SPECTRUM_DTYPE, acquisition_s=self._acquisition_timeout_s(duration_s))
+        return self._shaped(values, (steps, 2, bins), command)

@@ -41,10 +41,12 @@ from .afm_driver import (
     ScanArea,
 )
 from .array_detector import ArrayStreamingDetector
+from .be_spectroscopy_device import VoltageSweep
 from .driver_signal import ConnectOnce, driver_signal_r
 from .errors import InstrumentCommunicationError
 from .hdf5_stream import ArraySpec
 from .readables import readables_in_order
+from .replies import read_back_matches as _close
 
 EXCITATIONS = tuple(EXCITATION_TOKENS)
 FIT_FIELDS = {
@@ -130,9 +132,23 @@ class BandExcitationAfm(ArrayStreamingDetector):
                 float, controller.normal_force_nn, units="nN",
                 source=f"visa://{address}/FORC:SETP", **common)
         self.tracking_image = TrackingImage(self.topography_image)
+        self.voltage_sweep = VoltageSweep(
+            controller, directory_provider, clock=clock, maximum_bias_v=maximum_bias_v)
         super().__init__(directory_provider, arrays={}, name=name)
 
     # ------------------------------------------------------------------ setup
+
+    @AsyncStatus.wrap
+    async def stage(self) -> None:
+        """A new file per run for the line spectra and for the sweeps (a child device is
+        not staged by bluesky: it stages the root)."""
+        await super().stage()
+        await self.voltage_sweep.stage()
+
+    @AsyncStatus.wrap
+    async def unstage(self) -> None:
+        await super().unstage()
+        await self.voltage_sweep.unstage()
 
     def check_settings(self, settings: AcquisitionSettings) -> None:
         """Refuse tip voltages beyond the profile's limit before anything is sent."""
@@ -308,12 +324,3 @@ class TrackingImage(StandardReadable, Preparable, Triggerable):
         self._set_lines(int(image.shape[0]))
         self._set_pixels(int(image.shape[1]))
         self._set_image(np.ascontiguousarray(image.ravel(), dtype=np.float64))
-
-
-def _close(read: tuple, sent: tuple) -> bool:
-    """Settings read back equal those sent, as far as the commands' formats carry them
-    (positions to 0.1 pm, `%.6g` for the band), so rounding never reads as a lost write."""
-    return len(read) == len(sent) and all(
-        abs(float(a) - float(b)) <= 1e-4 + 1e-5 * abs(float(b))
-        for a, b in zip(read, sent, strict=True)
-    )

@@ -33,3 +33,12 @@ def parse_ints(reply: str, count: int, *, instrument: str, command: str) -> list
     if any(value != int(value) for value in values):
         raise InstrumentReplyError(instrument, command, reply, f"{count} integer(s)")
     return [int(value) for value in values]
+
+
+def read_back_matches(read: tuple, sent: tuple) -> bool:
+    """Settings read back equal those sent, as far as the commands' formats carry them
+    (positions to 0.1 pm, `%.6g` for the rest), so rounding never reads as a lost write."""
+    return len(read) == len(sent) and all(
+        abs(float(a) - float(b)) <= 1e-4 + 1e-5 * abs(float(b))
+        for a, b in zip(read, sent, strict=True)
+    )

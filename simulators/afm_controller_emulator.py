@@ -23,6 +23,13 @@ Lengths in nm, voltages in V, frequencies in Hz, times in s.
     BE:TIME?              instrument time of one BE line (s)
     BE:LINE? <row>        acquire a scan line: block of complex64 (pixels, excitations, bins), pm
     BE:POINT?             acquire at the tip: block of complex64 (excitations, bins), pm
+    BE:SWEEP <A>,<offset>,<steps per cycle>,<cycles>,<read bias>
+                          DC-modulation sweep 0 → +A → 0 → −A → 0 (+ offset), each DC step
+                          followed by a read step; |offset| + A ≤ 10 V  BE:SWEEP?
+    BE:STIME?             instrument time of one sweep (s): 2 × steps × chirp × averages
+    BE:SPEC?              sweep at the tip: block of complex64 (steps, 2, bins), pm;
+                          [:, 0] in-field, [:, 1] out-of-field; one spectrum (first
+                          excitation's drive, U_ac) per step
     TOPO:LAST?            heights of the last BE acquisition: block of float64, nm
     TOPO:LINE? <row>      topography-only line (takes 1/line rate): block of float64, nm
 
@@ -101,6 +108,10 @@ class AfmControllerEmulator(Instrument):
                         lambda: (m.excitation.averages,)),
             "BE:DCOF": (lambda a: m.set_dc_offset(*parse_floats(a, 1)),
                         lambda: (m.excitation.dc_offset_v,)),
+            "BE:SWEEP": (lambda a: m.set_sweep(*_sweep_arguments(a)),
+                         lambda: (m.sweep.amplitude_v, m.sweep.offset_v,
+                                  m.sweep.steps_per_cycle, m.sweep.cycles,
+                                  m.sweep.read_bias_v)),
         }
         for header, (setter, getter) in pairs.items():
             self.register(header, self._setting(setter))
@@ -116,6 +127,9 @@ class AfmControllerEmulator(Instrument):
         self.register("BE:TIME?", lambda _: _format((m.be_line_duration_s(),)))
         self.register("BE:LINE?", self._acquire_line)
         self.register("BE:POINT?", self._acquire_point)
+        self.register("BE:STIME?", lambda _: _format((m.sweep_duration_s(),)))
+        self.register("BE:SPEC?", lambda _: self._acquire(m.sweep_duration_s(),
+                                                          m.acquire_sweep))
         self.register("TOPO:LAST?", lambda _: _block(m.last_topography_nm.astype(np.float64)))
         self.register("TOPO:LINE?", self._acquire_topography_line)
 
@@ -175,6 +189,15 @@ class AfmControllerEmulator(Instrument):
         if not 0 <= row < self.model.scan.pixels_y:
             raise ScpiError(DATA_OUT_OF_RANGE,
                             f"row {row} not valid: allowed 0 … {self.model.scan.pixels_y - 1}")
+
+
+def _sweep_arguments(arguments: list[str]) -> tuple[float, float, int, int, float]:
+    """amplitude, offset, steps per cycle, cycles, read bias (the counts whole numbers)."""
+    amplitude, offset, steps, cycles, read = parse_floats(arguments, 5)
+    if not (float(steps).is_integer() and float(cycles).is_integer()):
+        raise ScpiError(ILLEGAL_PARAMETER_VALUE,
+                        f"steps per cycle {steps:g} and cycles {cycles:g} must be whole numbers")
+    return amplitude, offset, int(steps), int(cycles), read
 
 
 def _format(values: tuple) -> str:

@@ -10,7 +10,9 @@ stage keeps heating or cooling while a map is taken.
 
 Ground truth: every BE line records, at the sample positions actually probed,
 the true topography, Vegard strain d1, electrostatic amplitude, contact
-potential, contact resonance and Q, gathered into one *frame* per map.
+potential, contact resonance and Q, gathered into one *frame* per map; every
+voltage-spectroscopy sweep (`acquire_sweep`, physics in `esm_spectroscopy`) records
+where it was taken and the coercive biases and switchable response it switched with.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import numpy as np
 
 from vegard.clock import InstrumentClock
 
-from .esm_sample import EXCITATIONS, EsmSample
+from .esm_sample import EXCITATIONS, EsmSample, resonance_spectra
+from .esm_spectroscopy import IonicSwitching, dc_modulation_sweep
 from .parameters import Parameter, model_values
 
 BIAS_LIMIT_V = 10.0
@@ -37,6 +40,11 @@ AVERAGES_LIMITS = (1, 1000)
 PIXELS_LIMITS = (1, 1024)
 MAX_LINE_VALUES = 4_000_000
 """Largest scan line (pixels × excitations × bins) one reply may carry."""
+SWEEP_STEPS_LIMITS = (8, 4096)
+SWEEP_CYCLES_LIMITS = (1, 64)
+SWEEP_TRUTH = ("sample_x_nm", "sample_y_nm", "grain_id", "coercive_voltage_negative_v",
+               "coercive_voltage_positive_v", "switchable_response_pm", "temperature_k")
+"""Per-sweep truth: where it was taken and what an ideal loop analysis would recover."""
 
 
 class AfmSettingError(ValueError):
@@ -95,6 +103,21 @@ class BandExcitation:
 
 
 @dataclass
+class DcSweep:
+    """The DC-modulation sweep of `BE:SWEEP`: triangle amplitude, offset, steps, read bias."""
+
+    amplitude_v: float = 1.0
+    offset_v: float = 0.0
+    steps_per_cycle: int = 64
+    cycles: int = 1
+    read_bias_v: float = 0.0
+
+    @property
+    def steps(self) -> int:
+        return self.steps_per_cycle * self.cycles
+
+
+@dataclass
 class TruthFrame:
     """Ground truth of one map at the positions probed, NaN where no line was taken."""
 
@@ -144,6 +167,7 @@ class AtomicForceMicroscope:
 
     PARAMETERS: tuple[Parameter, ...] = (
         *EsmSample.PARAMETERS,
+        *IonicSwitching.PARAMETERS,
         Parameter("noise_pm_per_rthz", 0.5, "pm/√Hz", 0.0, 1000.0,
                   "detection noise floor of the deflection signal"),
         Parameter("topography_noise_nm", 0.05, "nm", 0.0, 100.0,
@@ -169,6 +193,12 @@ class AtomicForceMicroscope:
         self.parameters = values
         sample_names = {parameter.name for parameter in EsmSample.PARAMETERS}
         self.sample = EsmSample({k: v for k, v in values.items() if k in sample_names}, seed=seed)
+        switching_names = {parameter.name for parameter in IonicSwitching.PARAMETERS}
+        self.switching = IonicSwitching(
+            {k: v for k, v in values.items() if k in switching_names}, seed=seed)
+        self.sweep = DcSweep()
+        self._ionic_state: dict[tuple[float, float], float] = {}
+        self._sweep_truth: list[dict[str, float]] = []
         self.clock = clock
         self.temperature_stage = temperature_stage
         self._rng = np.random.default_rng(seed)
@@ -198,6 +228,7 @@ class AtomicForceMicroscope:
             self.scan = ScanFrame()
             self.excitation = BandExcitation()
             self.tip_x_nm = self.tip_y_nm = 0.0
+            self.sweep = DcSweep()
 
     def set_scan_center(self, x_nm: float, y_nm: float) -> None:
         for name, value in (("x", x_nm), ("y", y_nm)):
@@ -276,6 +307,21 @@ class AtomicForceMicroscope:
         with self._lock:
             self.excitation.dc_offset_v = volts
 
+    def set_sweep(self, amplitude_v: float, offset_v: float, steps_per_cycle: int,
+                  cycles: int, read_bias_v: float) -> None:
+        """The DC sweep of the next `acquire_sweep`; its peak bias within the tip's limit."""
+        _check("sweep amplitude", amplitude_v, 0.0, BIAS_LIMIT_V, "V")
+        _check("sweep |offset| + amplitude", abs(offset_v) + amplitude_v, 0.0, BIAS_LIMIT_V, "V")
+        _check("sweep read bias", read_bias_v, -BIAS_LIMIT_V, BIAS_LIMIT_V, "V")
+        _check("sweep steps per cycle", steps_per_cycle, *SWEEP_STEPS_LIMITS, "")
+        _check("sweep cycles", cycles, *SWEEP_CYCLES_LIMITS, "")
+        if steps_per_cycle % 4:
+            raise AfmSettingError(
+                f"sweep steps per cycle = {steps_per_cycle} not valid: a multiple of 4")
+        with self._lock:
+            self.sweep = DcSweep(amplitude_v, offset_v, int(steps_per_cycle), int(cycles),
+                                 read_bias_v)
+
     def set_sequence(self, excitations: Sequence[str]) -> None:
         unknown = [name for name in excitations if name not in EXCITATIONS]
         if unknown or not excitations:
@@ -296,6 +342,16 @@ class AtomicForceMicroscope:
     def be_point_duration_s(self) -> float:
         with self._lock:
             return self.excitation.pixel_duration_s()
+
+    def sweep_step_duration_s(self) -> float:
+        """One spectrum (one excitation, every average) per in- or out-of-field step."""
+        with self._lock:
+            return self.excitation.chirp_duration_s * self.excitation.averages
+
+    def sweep_duration_s(self) -> float:
+        """Instrument time of a whole sweep: two steps (write, read) per DC step."""
+        with self._lock:
+            return 2 * self.sweep.steps * self.sweep_step_duration_s()
 
     def topography_line_duration_s(self) -> float:
         with self._lock:
@@ -361,6 +417,51 @@ class AtomicForceMicroscope:
                 np.array([self.tip_x_nm]), np.array([self.tip_y_nm]), row=None)
             self.last_topography_nm = topography
             return spectra[0]
+
+    def acquire_sweep(self) -> np.ndarray:
+        """Spectra of a DC-modulation sweep at the tip: complex64 (steps, 2, bins) in pm,
+        [:, 0] in-field (write bias), [:, 1] out-of-field (read bias)."""
+        with self._lock:
+            self.check_can_acquire()
+            sweep, excitation = self.sweep, self.excitation
+            if 2 * sweep.steps * excitation.bins > MAX_LINE_VALUES:
+                raise AfmSettingError(
+                    f"sweep of {2 * sweep.steps * excitation.bins} values exceeds "
+                    f"{MAX_LINE_VALUES}; use fewer steps or bins")
+            waveform = dc_modulation_sweep(sweep.amplitude_v, sweep.offset_v,
+                                           sweep.steps_per_cycle, sweep.cycles,
+                                           sweep.read_bias_v)
+            sx, sy = self._sample_positions(np.array([self.tip_x_nm]),
+                                            np.array([self.tip_y_nm]))
+            local = self.sample.properties(sx, sy)
+            temperature_k = self.temperature_k()
+            switching = self.switching.at(local["grain_id"], local["orientation_factor"])
+            key = (round(float(sx[0]), 1), round(float(sy[0]), 1))
+            theta = self.switching.states(
+                switching, waveform.bias_v, self.sweep_step_duration_s(), temperature_k,
+                np.array([self._ionic_state.get(key, 0.0)]))
+            self._ionic_state[key] = float(theta[0, -1])
+            amplitude = self.switching.step_amplitudes_pm(
+                switching, theta, waveform.bias_v, self.bias_ac_v,
+                local["electrostatic_pm_per_v2"], local["contact_potential_v"])
+            scale = self._detection_gain * local["sensitivity"]
+            gain = amplitude * (scale * np.exp(1j * local["response_phase_rad"]))[:, None]
+            spectra = resonance_spectra(
+                gain, local["resonance_frequency_hz"], local["quality_factor"],
+                excitation.frequencies_hz(), excitation.chirp_duration_s, excitation.averages,
+                self.parameters["noise_pm_per_rthz"], self._rng)
+            self.last_topography_nm = self._topography(sx, sy)
+            self._sweep_truth.append({
+                "sample_x_nm": float(sx[0]), "sample_y_nm": float(sy[0]),
+                "grain_id": float(local["grain_id"][0]),
+                "coercive_voltage_negative_v": float(switching.coercive_voltage_negative_v[0]),
+                "coercive_voltage_positive_v": float(switching.coercive_voltage_positive_v[0]),
+                "switchable_response_pm": float(
+                    2 * switching.switchable_strain_pm_per_v[0] * self.bias_ac_v * scale[0]),
+                "temperature_k": temperature_k,
+            })
+            return np.ascontiguousarray(
+                spectra[0].reshape(sweep.steps, 2, excitation.bins), dtype=np.complex64)
 
     def acquire_topography_line(self, row: int) -> np.ndarray:
         """Heights (nm) of one topography-only line, as the z feedback records them."""
@@ -429,20 +530,38 @@ class AtomicForceMicroscope:
         with self._lock:
             return list(self._frames)
 
-    def truth_arrays(self) -> dict[str, np.ndarray]:
-        """Every frame's truth maps as `frame<i>.<quantity>` (shape lines × pixels)."""
+    def sweep_truth(self) -> dict[str, np.ndarray]:
+        """Truth of every sweep taken, in order: `SWEEP_TRUTH` arrays of one value each."""
         with self._lock:
-            return {
+            return {name: np.array([record[name] for record in self._sweep_truth])
+                    for name in SWEEP_TRUTH} if self._sweep_truth else {}
+
+    def truth_arrays(self) -> dict[str, np.ndarray]:
+        """Every frame's truth maps as `frame<i>.<quantity>` (shape lines × pixels), and the
+        sweeps' truth as `sweeps.<quantity>` (one value per sweep)."""
+        with self._lock:
+            arrays = {
                 f"frame{index}.{name}": values
                 for index, frame in enumerate(self._frames)
                 for name, values in frame.maps.items()
             }
+            arrays.update({f"sweeps.{name}": values
+                           for name, values in self.sweep_truth().items()})
+            return arrays
 
     def ground_truth(self) -> dict[str, Any]:
         with self._lock:
             frames = [frame.summary() for frame in self._frames]
             latest = frames[-1] if frames else {}
+            sweeps = self.sweep_truth()
+            spectroscopy = {} if not sweeps else {"voltage_spectroscopy": {
+                "sweeps": len(self._sweep_truth),
+                "switching_threshold_v": self.switching.parameters["switching_threshold_v"],
+                "switching_imprint_v": self.switching.parameters["switching_imprint_v"],
+                **{f"{name}_mean": float(np.mean(sweeps[name])) for name in SWEEP_TRUTH[3:6]},
+            }}
             return {
+                **spectroscopy,
                 **self.sample.ground_truth(),
                 "vegard_strain_mean_pm": latest.get("vegard_strain_mean_pm"),
                 "electrostatic_mean_pm": latest.get("electrostatic_mean_pm"),

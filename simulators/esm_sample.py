@@ -418,16 +418,10 @@ class EsmSample:
         local = self._local(x_nm, y_nm)
         temperature = np.broadcast_to(np.asarray(temperature_k, dtype=float), shape).ravel()
         amplitudes = self._amplitudes(local, temperature, excitations, u_ac_v, u_dc_v)
-        f0 = local.resonance_frequency_hz[:, None]
-        resonance = f0**2 / (
-            frequencies**2 - 1j * frequencies * f0 / local.quality_factor[:, None] - f0**2)
         gain = amplitudes * np.exp(1j * local.response_phase_rad)[:, None]
-        spectra = (gain[:, :, None] * resonance[:, None, :]).astype(np.complex64)
-        sigma = noise_pm_per_rthz * math.sqrt(1.0 / chirp_duration_s) / math.sqrt(averages)
-        if rng is not None and sigma > 0:
-            noise = rng.standard_normal((*spectra.shape[:-1], 2 * spectra.shape[-1]),
-                                        dtype=np.float32).view(np.complex64)
-            spectra += noise * np.float32(sigma / math.sqrt(2.0))
+        spectra = resonance_spectra(
+            gain, local.resonance_frequency_hz, local.quality_factor, frequencies,
+            chirp_duration_s, averages, noise_pm_per_rthz, rng)
         return spectra.reshape(*shape, len(excitations), frequencies.size)
 
     def truth_maps(
@@ -624,6 +618,34 @@ class EsmSample:
         if not columns:
             return np.empty((local.height_nm.size, 0))
         return np.stack(columns, axis=-1) * local.sensitivity[:, None]
+
+
+def resonance_spectra(
+    gain: np.ndarray,
+    resonance_frequency_hz: np.ndarray,
+    quality_factor: np.ndarray,
+    frequencies_hz: np.ndarray,
+    chirp_duration_s: float,
+    averages: int,
+    noise_pm_per_rthz: float,
+    rng: np.random.Generator | None,
+) -> np.ndarray:
+    """SHO spectra of complex gains (points, k) at each point's resonance, plus noise.
+
+    gain·f0²/(f² − i·f·f0/Q − f0²), complex64 (points, k, bins), with complex Gaussian noise
+    of rms σ = noise_pm_per_rthz·sqrt(1/chirp_duration_s)/sqrt(averages) per bin.
+    """
+    frequencies = np.asarray(frequencies_hz, dtype=float).ravel()
+    f0 = np.asarray(resonance_frequency_hz, dtype=float)[:, None]
+    q = np.asarray(quality_factor, dtype=float)[:, None]
+    resonance = f0**2 / (frequencies**2 - 1j * frequencies * f0 / q - f0**2)
+    spectra = (gain[:, :, None] * resonance[:, None, :]).astype(np.complex64)
+    sigma = noise_pm_per_rthz * math.sqrt(1.0 / chirp_duration_s) / math.sqrt(averages)
+    if rng is not None and sigma > 0:
+        noise = rng.standard_normal((*spectra.shape[:-1], 2 * spectra.shape[-1]),
+                                    dtype=np.float32).view(np.complex64)
+        spectra += noise * np.float32(sigma / math.sqrt(2.0))
+    return spectra
 
 
 def _wrap(points: np.ndarray) -> np.ndarray:

@@ -49,8 +49,9 @@ def test_shipped_protocol_loads():
         ("settle_tolerance_k: 0.1", "settle_tolerance_k: lots",
          "temperature_stage.settle_tolerance_k = 'lots' is not valid"),
         ("protocol: temperature_steps", "protocol: levitation",
-         "protocol = 'levitation' is not valid: allowed: one of eels_grain_boundary, "
-         "esm_map, esm_temperature_series, operando_sxdm, temperature_steps"),
+         "protocol = 'levitation' is not valid: allowed: one of be_voltage_spectroscopy, "
+         "eels_grain_boundary, esm_map, esm_temperature_series, operando_sxdm, "
+         "temperature_steps"),
     ],
 )
 def test_bad_protocol_message_names_file_field_value_and_range(tmp_path, old, new, expected):

@@ -25,6 +25,7 @@ class BrokenController(Instrument):
         self.register("BE:LINE?", lambda a: binary_block(np.zeros(7, "<c8").tobytes()))
         self.register("BE:POINT?", lambda a: "1.0,2.0")
         self.register("TOPO:LINE?", lambda a: binary_block(np.full(4, np.nan).tobytes()))
+        self.register("BE:SPEC?", lambda a: binary_block(np.zeros(5, "<c8").tobytes()))
 
 
 def run(server, body):
@@ -49,6 +50,8 @@ def run(server, body):
          "'BE:POINT?' failed"),
         (lambda c: c.topography_line(0, pixels=4, duration_s=0.0),
          "is not finite values"),
+        (lambda c: c.acquire_sweep(steps=4, bins=8, duration_s=0.0),
+         "'BE:SPEC?' failed: reply '<block of 5 values>' is not 64 values (4, 2, 8)"),
     ],
 )
 def test_malformed_replies_raise_errors_naming_instrument_and_command(body, message):

@@ -7,9 +7,12 @@ import socket
 import numpy as np
 import pytest
 
+from vegard.analysis.loop_fit import fit_loops
+from vegard.analysis.sho_fit import fit_sho
 from vegard.clock import InstrumentClock
 from vegard.simulators.afm_controller_emulator import AfmControllerEmulator
 from vegard.simulators.afm_model import AtomicForceMicroscope
+from vegard.simulators.esm_spectroscopy import dc_modulation_sweep
 from vegard.simulators.scpi_server import ScpiServer
 
 FAST = 1.0e6
@@ -172,3 +175,57 @@ def test_a_new_frame_starts_when_a_row_is_taken_again():
     assert first.rows == {0, 1} and second.rows == {0}
     assert np.isnan(second.maps["vegard_strain_pm"][1]).all()
     assert set(model.truth_arrays()) >= {"frame0.vegard_strain_pm", "frame1.topography_nm"}
+
+
+# ---------------------------------------------------------------- voltage spectroscopy
+
+
+def configure_sweep(client, sweep="8,0,64,2,0", bins=32, averages=4):
+    client.send(f"SCAN:MOVE 1500,1500;BE:BAND 80000,320000;BE:BINS {bins};BE:AVER {averages};"
+                f"BE:CHIRP 0.004;BIAS:AC 1;BIAS:OUTP 1;BE:SWEEP {sweep}")
+
+
+def test_a_sweep_answers_after_its_instrument_time_with_in_and_out_of_field_spectra(afm):
+    model, client = afm
+    configure_sweep(client)
+    assert client.query("BE:SWEEP?") == "8,0,64,2,0"
+    duration_s = float(client.query("BE:STIME?"))
+    assert duration_s == pytest.approx(2 * 64 * 2 * 4 * 4e-3)  # write + read per DC step
+    started = model.clock.now()
+    spectra = client.query_block("BE:SPEC?", "<c8").reshape(128, 2, 32)
+    assert model.clock.now() - started >= duration_s
+    assert client.query("SYST:ERR?").startswith("0,")
+    # the out-of-field loop of the last cycle switches at the model's coercive biases
+    fit = fit_sho(client.query_block("BE:FREQ?", "<f8"), spectra.astype(complex))
+    response = (fit.amplitude * np.exp(1j * fit.phase_rad))[64:, 1]
+    loop = fit_loops(dc_modulation_sweep(8.0, 0.0, 64, 1, 0.0).dc_v, response)
+    truth = model.sweep_truth()
+    assert loop.coercive_voltage_negative_v == pytest.approx(
+        truth["coercive_voltage_negative_v"][0], abs=0.05)
+    assert loop.coercive_voltage_positive_v == pytest.approx(
+        truth["coercive_voltage_positive_v"][0], abs=0.05)
+    assert loop.switchable_response == pytest.approx(truth["switchable_response_pm"][0], rel=0.02)
+    # in-field: the electrostatic term grows with V_dc; out-of-field it does not
+    in_field = (fit.amplitude * np.exp(1j * fit.phase_rad))[64:, 0]
+    assert abs(in_field[16] - in_field[48]) > 3 * abs(response[16] - response[48])
+
+
+@pytest.mark.parametrize("sweep", ["9.5,1,64,1,0", "8,-2.5,64,1,0", "4,0,64,1,11", "4,0,66,1,0",
+                                   "4,0,64,0,0"])
+def test_a_sweep_beyond_the_tip_limit_or_malformed_is_refused_and_changes_nothing(afm, sweep):
+    _, client = afm
+    client.send(f"BE:SWEEP {sweep}")
+    assert client.query("SYST:ERR?").startswith("-222,")
+    assert client.query("BE:SWEEP?") == "1,0,64,1,0"
+
+
+def test_a_sweep_needs_the_bias_output_on_and_leaves_the_tip_at_its_static_bias(afm):
+    model, client = afm
+    configure_sweep(client, sweep="4,0,16,1,0")
+    client.send("BIAS:OUTP 0")
+    client.send("BE:SPEC?")
+    assert client.query("SYST:ERR?").startswith("-200,")
+    assert model.sweep_truth() == {}
+    client.send("BIAS:OUTP 1")
+    client.query_block("BE:SPEC?", "<c8")
+    assert model.tip_bias_v == 0.0 and client.query("BIAS:DC?") == "0"
