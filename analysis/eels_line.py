@@ -74,6 +74,7 @@ ROBUST_KEYS = (
     "ldo_boundary_region_shift_stderr_mev", "boundary_pooled_weight",
     "ldo_boundary_shift_per_pixel_mev",
     "ldo_boundary_shift_per_pixel_stderr_mev", "ldo_boundary_shift_bootstrap_stderr_mev",
+    "ldo_boundary_shift_aloof_stderr_mev",
     "activation_energy_change_fraction", "activation_energy_change_stderr_fraction",
     "reduced_chi_square", "pooled_reduced_chi_square",
     "li_to_co_boundary_change_fraction", "li_to_co_boundary_change_stderr_fraction",

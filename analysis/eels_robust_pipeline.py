@@ -116,6 +116,7 @@ class RobustEelsResult:
     ldo_boundary_shift_per_pixel_mev: float
     ldo_boundary_shift_per_pixel_stderr_mev: float
     ldo_boundary_shift_bootstrap_stderr_mev: float
+    ldo_boundary_shift_aloof_stderr_mev: float
     ldo_boundary_shift_bootstrap_interval_mev: tuple[float, float]
     activation_energy_change_fraction: float
     activation_energy_change_stderr_fraction: float
@@ -142,6 +143,7 @@ class RobustEelsResult:
                 "ldo_boundary_shift_per_pixel_mev",
                 "ldo_boundary_shift_per_pixel_stderr_mev",
                 "ldo_boundary_shift_bootstrap_stderr_mev",
+                "ldo_boundary_shift_aloof_stderr_mev",
                 "activation_energy_change_fraction", "activation_energy_change_stderr_fraction",
                 "reduced_chi_square", "pooled_reduced_chi_square",
                 "li_to_co_boundary_change_fraction", "li_to_co_boundary_change_stderr_fraction")
@@ -166,16 +168,20 @@ class RobustEelsResult:
 
 
 def _robust_model(aloof_fit: VoigtFit | None, starts: np.ndarray, free_centres,
-                  polariton_54_ratio: str, phonon_gamma_mev: float | None) -> list[VoigtPeak]:
-    """The robust peak set; `starts` (M, 7) are start areas in the order of the peaks."""
+                  polariton_54_ratio: str, phonon_gamma_mev: float | None,
+                  aloof_rows: np.ndarray | None = None) -> list[VoigtPeak]:
+    """The robust peak set; `starts` (M, 7) are start areas in the order of the peaks.
+    `aloof_rows` (M,) picks, per spectrum, which of the aloof fit's spectra fixes its
+    polariton shapes (default: the first for all)."""
     peaks = []
-    a = aloof_fit.values[0]
+    rows = np.zeros(starts.shape[0], dtype=int) if aloof_rows is None else aloof_rows
+    a = np.moveaxis(aloof_fit.values[rows], 0, -1)  # (peaks, 4, M)
     names = aloof_fit.peak_names
     for k, name in enumerate(names):
         peaks.append(VoigtPeak(name, starts[:, k], *a[k, 1:], modes=(FREE, FIXED, FIXED, FIXED)))
     if polariton_54_ratio != "free" and {"polariton_54", "polariton_74"} <= set(names):
         k54, k74 = names.index("polariton_54"), names.index("polariton_74")
-        ratio = float(a[k54, 0] / a[k74, 0])
+        ratio = a[k54, 0] / a[k74, 0]
         mode = FIXED if polariton_54_ratio == "aloof" else SHARED
         peaks[k54] = replace(peaks[k54], amplitude=ratio, amplitude_relative_to="polariton_74",
                              lower=(0.0, -INF, 1e-3, 0.0), upper=(INF, INF, INF, INF),
@@ -246,6 +252,7 @@ def robust_pipeline(
     boundary_core_fraction: float = 1.0,
     guard_fraction: float = 1.0,
     n_bootstrap: int = 0,
+    aloof_replicas: int = 16,
     seed: int = 0,
     li_tail_in_co_window: float = 0.0,
     boundary_covariance: np.ndarray | None = None,
@@ -265,6 +272,9 @@ def robust_pipeline(
     polariton), "shared" (one ratio fitted along the line) or "free".
     `phonon_gamma_mev` None ties γ instead of fixing it.
     `n_bootstrap` > 0 resamples pixels within regions and refits the pooled spectra.
+    `aloof_replicas` > 1 refits the pooled spectra with the polariton shapes of that many
+    Poisson replicas of the aloof spectrum: their spread enters the shift's error (the
+    shapes are fixed in the line fits, so their covariance does not hold it).
     """
     warnings: list[str] = []
     e = np.asarray(energy_mev, dtype=float)
@@ -331,6 +341,15 @@ def robust_pipeline(
     fp = _fit_with_background(pools, p_mask, model, core_mev, FIXED)
     warnings += _bound_notes(fp, "robust pooled fit")
     region_shift, region_shift_err = (float(v[0]) for v in _shift_from(fp, present, len(present)))
+    aloof_err = math.nan
+    if aloof_replicas > 1:
+        replica_shifts = _aloof_replica_shifts(
+            e, aloof_counts, aloof, fa, a_mask, windows, fit_window_mev, aloof_peaks,
+            core_start, member, counts,
+            zero, line.zlp_counts, present, free_centres, polariton_54_ratio,
+            phonon_gamma_mev, aloof_replicas, seed)
+        aloof_err = float(np.nanstd(replica_shifts, ddof=1))
+        region_shift_err = math.hypot(region_shift_err, aloof_err)
     contrast, contrast_err = pooled_weight_contrast(x, labels, boundary_position_nm,
                                                     boundary_width_nm, boundary_covariance)
     shift, shift_err = on_plane(region_shift, region_shift_err, contrast, contrast_err)
@@ -382,6 +401,7 @@ def robust_pipeline(
         ldo_boundary_shift_per_pixel_mev=pp_shift,
         ldo_boundary_shift_per_pixel_stderr_mev=pp_err,
         ldo_boundary_shift_bootstrap_stderr_mev=boot_err,
+        ldo_boundary_shift_aloof_stderr_mev=aloof_err / contrast if contrast > 0 else math.nan,
         ldo_boundary_shift_bootstrap_interval_mev=boot_interval,
         activation_energy_change_fraction=2.0 * shift / omega,
         activation_energy_change_stderr_fraction=2.0 * shift_err / omega,
@@ -396,6 +416,37 @@ def robust_pipeline(
         li_to_co_boundary_change_stderr_fraction=ratio_err,
         warnings=tuple(warnings), line_fit=fl, pooled_fit=fp,
     )
+
+
+def _aloof_replica_shifts(e, aloof_counts, aloof, fa, a_mask, windows, fit_window,
+                          aloof_peaks, core_start, member, counts, zero, zlp_counts, present,
+                          free_centres, ratio_mode, gamma, n, seed) -> np.ndarray:
+    """Region shifts of the pooled spectra refitted with the polariton shapes (and ZLP-tail
+    core) of `n` replicas of the aloof spectrum: Poisson counts drawn from the aloof fit's
+    model inside the fit window (from the data, the noise would count twice) and the
+    recorded counts outside it. All replicas' aloof fits in one call, then all their
+    pooled fits in one call, each replica its own group. With 30 aloof spectra this spread
+    is as large as the pooled fit's own error."""
+    rng = np.random.default_rng(seed + 1)
+    observed = np.clip(np.nan_to_num(aloof_counts[0]), 0.0, None)
+    inside = a_mask[0] & (aloof.energies[0] > 0)
+    expected = observed.copy()
+    norm = abs(pre.channel_width(aloof.energies[0])) * float(aloof.zlp_counts[0])
+    expected[inside] = np.clip(fa.model(aloof.energies)[0][inside] * norm, 0.0, None)
+    replicas = np.tile(observed, (n, 1))
+    replicas[:, inside] = rng.poisson(expected[inside], size=(n, int(inside.sum())))
+    prep = _prepare_pixels(e, replicas, pre.zlp_zero_subchannel(e, replicas), windows, True,
+                           False)
+    fr = _fit_with_background(prep, _window_mask(prep.energies, fit_window), aloof_peaks,
+                              core_start, FREE)
+    tiled = np.tile(member, (n, 1))
+    pools = _prepare_pools(e, counts, zero, tiled, windows, True, False, zlp_counts)
+    mask = _window_mask(pools.energies, fit_window) & np.isfinite(pools.spectra)
+    rows = np.repeat(np.arange(n), len(present))
+    ones = np.ones((tiled.shape[0], len(fr.peak_names) + len(ROBUST_PHONON_START)))
+    model = _robust_model(fr, ones, tuple(free_centres), ratio_mode, gamma, aloof_rows=rows)
+    fit = _fit_with_background(pools, mask, model, fr.background[rows, 2], FIXED, groups=rows)
+    return _shift_from(fit, present * n, len(present))[0]
 
 
 def _bootstrap_shifts(e, counts, zero, labels, present, zlp_counts, windows, fit_window,

@@ -10,6 +10,7 @@ honest stated errors (pull std 1.05).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -123,3 +124,22 @@ def test_robust_pipeline_needs_a_boundary_and_a_grain():
     scan = line_scan(seed=0, pixels=9)
     with pytest.raises(ValueError, match="boundary and in at least one grain"):
         run_robust(scan, boundary_width_nm=20.0)
+
+
+def test_the_aloof_spectrum_noise_enters_the_shift_error():
+    """The polariton shapes are fixed from the aloof spectrum in every line fit, so the
+    fits' covariance cannot see its noise: the replicas of the aloof spectrum must. The
+    same line with an aloof spectrum of 100× the counts states a much smaller aloof part
+    (3.3× here, not the noise’s 10×: the noisier fits lean on bounds) and a smaller total
+    error; without replicas the error
+    does not see the aloof noise at all."""
+    scan = line_scan(seed=3, dose=10.0, ldo_shift_mev=1.8, drift_mev=0.15)
+    rich = dataclasses.replace(scan, aloof_spectrum=line_scan(
+        seed=4, dose=1000.0, ldo_shift_mev=1.8, drift_mev=0.15).aloof_spectrum)
+    noisy, clean = run_robust(scan), run_robust(rich)
+    aloof_part = "ldo_boundary_shift_aloof_stderr_mev"
+    assert getattr(noisy, aloof_part) > 2.5 * getattr(clean, aloof_part)
+    assert noisy.ldo_boundary_shift_stderr_mev > clean.ldo_boundary_shift_stderr_mev
+    without = run_robust(scan, aloof_replicas=0)
+    assert np.isnan(without.ldo_boundary_shift_aloof_stderr_mev)
+    assert without.ldo_boundary_shift_stderr_mev < noisy.ldo_boundary_shift_stderr_mev

@@ -30,10 +30,10 @@ def test_every_pass_is_taken_and_the_beam_ends_blanked(run) -> None:
     analysis = summary["analysis"]
     assert summary["exit_status"] == "success"
     assert analysis["complete"] and not analysis["passes_missing"]
-    assert analysis["aloof_spectra"] == 30 and analysis["registration_lines"] == 3
+    assert analysis["aloof_spectra"] == 100 and analysis["registration_lines"] == 3
     assert summary["safe_state"]["stem"]["beam_blanked"] is True
-    # instrument time: 61 pixels × (4 × 1 s + 1 s + 2 ms) plus 30 s aloof, tests, registration
-    assert 330 < summary["instrument_time_s"] < 360
+    # instrument time: 61 pixels × (4 × 1 s + 1 s + 2 ms) plus 100 s aloof, tests, registration
+    assert 400 < summary["instrument_time_s"] < 430
 
 
 def test_the_analysis_reports_shift_activation_energy_and_li_to_co_beside_the_truth(run):
@@ -67,23 +67,22 @@ def test_replay_gives_the_same_analysis(run) -> None:
 
 def test_other_truths_are_recovered_and_no_shift_is_found_where_there_is_none(tmp_path):
     """Values other than the defaults, set as a user would (`--set`): a 3 meV shift with a
-    40 % Li loss, then no shift at all.
+    40 % Li loss, then no shift at all, each within 2 stated errors (the issue's bound).
 
-    Known and not yet solved (issue 14): where the boundary loses Li, its weaker LDO peak
-    reads ≈0.45 meV high (10 seeds at zero shift: mean +0.11, three of ten beyond 2σ; with
-    no Li loss as well, −0.04 and −0.01 meV). So these bounds are 3 stated errors, not the
-    2 the issue asks for; the Li:Co change is within 5 percentage points."""
+    Over 10 seeds (benchmarks/eels_seeds.py) the stated errors are honest (pull std ≈1.0 at
+    3 meV, ≈0.8 at zero) but, with the Li-poor boundary's weaker LDO peak, ≈0.3 meV: a
+    3 meV shift lands within 0.3 meV in 6 of 10 seeds, so that is not asserted here."""
     shifted, _ = vegard_json("dry-run", str(PROTOCOL), "--data-dir", str(tmp_path / "a"),
                              "--set", "stem.ldo_boundary_shift_mev=3.0",
                              "--set", "stem.li_to_co_boundary_change=-0.4")
     analysis, truth = shifted["analysis"], shifted["ground_truth"]
     assert truth["ldo_boundary_shift_mev"] == 3.0
     error = analysis["ldo_boundary_shift_mev"] - 3.0
-    assert abs(error) < 3 * analysis["ldo_boundary_shift_stderr_mev"]
+    assert abs(error) < 2 * analysis["ldo_boundary_shift_stderr_mev"]
     assert abs(analysis["li_to_co_boundary_change_fraction"] + 0.4) < 0.05
     none, _ = vegard_json("dry-run", str(PROTOCOL), "--data-dir", str(tmp_path / "b"),
                           "--set", "stem.ldo_boundary_shift_mev=0")
     analysis = none["analysis"]
     assert none["ground_truth"]["ldo_boundary_shift_mev"] == 0.0
-    assert abs(analysis["ldo_boundary_shift_mev"]) < 3 * analysis["ldo_boundary_shift_stderr_mev"]
+    assert abs(analysis["ldo_boundary_shift_mev"]) < 2 * analysis["ldo_boundary_shift_stderr_mev"]
     assert abs(analysis["ldo_boundary_shift_mev"]) < 0.6
