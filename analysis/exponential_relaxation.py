@@ -12,6 +12,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 GRID_POINTS = 160
+SIGNIFICANCE_F = 25.0
+"""F ratio (2 extra parameters over a constant) below which no relaxation is reported."""
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,8 @@ def _linear(t_s: np.ndarray, y: np.ndarray, tau_s: float):
 
 def fit_exponential_relaxation(t_s: np.ndarray, values: np.ndarray) -> ExponentialFit | None:
     """Fit `values` at times `t_s` (s since the step; ≥ 4 finite points); None if the record
-    shows no relaxation within the τ range searched (a tenth of a sample to 20× the record)."""
+    shows no relaxation within the τ range searched (a tenth of a sample to 20× the record),
+    or none above the noise (F test against a constant, τ known to better than half)."""
     t = np.asarray(t_s, dtype=float)
     y = np.asarray(values, dtype=float)
     keep = np.isfinite(t) & np.isfinite(y)
@@ -64,6 +67,8 @@ def fit_exponential_relaxation(t_s: np.ndarray, values: np.ndarray) -> Exponenti
     except np.linalg.LinAlgError:
         tau_error = float("nan")
     total = float(np.sum((y - y.mean()) ** 2))
+    if not (total - cost) / 2 > SIGNIFICANCE_F * cost / dof or not tau_error < 0.5 * tau:
+        return None  # the exponential explains no more than noise would
     return ExponentialFit(
         offset_v=float(a), amplitude_v=float(b_window * np.exp(t0 / tau)),
         relaxation_time_s=tau, relaxation_time_error_s=tau_error,

@@ -218,9 +218,13 @@ class BandExcitationAfm(ArrayStreamingDetector):
 
     async def stop(self, success: bool = True) -> None:
         """Leave the sample safe (a plan's `bps.stop(afm)`): bias output off at 0 V, then
-        the tip parked off the surface; each repeated until the controller confirms it."""
-        await self.make_safe()
-        await self.controller.park()
+        the tip parked off the surface; each repeated until the controller confirms it. The
+        tip is parked even when the unbiasing could not be confirmed (lost replies): the
+        commands may still have been obeyed, and a parked tip is safer either way."""
+        try:
+            await self.make_safe()
+        finally:
+            await self.controller.park()
 
     # ------------------------------------------------------------------ acquisition
 
