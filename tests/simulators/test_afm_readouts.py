@@ -112,3 +112,18 @@ def test_the_displacement_current_is_c_dv_dt_smeared_by_rc_and_the_amplifier_cli
     assert displacement[64] > 0.5 * steady.mean()  # just past +A the charge still arrives
     clipped, _, truth = contact.sweep(sweep, 2, 300.0, -4.6, 1e-10, None)
     assert clipped.max() == 1e-10 and truth["saturated_samples"] > 0
+
+
+def test_the_controller_steps_the_waveforms_the_plans_describe():
+    from vegard.plans.spectroscopy_waveforms import iv_triangle, kpfm_bias_step
+
+    planned = iv_triangle(3.5, 64, 3, 7.0, offset_v=0.5)
+    swept = IvSweep(3.5, 0.5, 64, 3, 7.0)
+    assert swept.bias_v() == pytest.approx(planned.bias_v)
+    assert swept.step_duration_s() == pytest.approx(planned.duration_s[0])
+    assert swept.duration_s() == pytest.approx(planned.total_duration_s)
+    step = KpfmStep(5.0, 1.0, 30.0, 0.02, -1.0)
+    recorded = kpfm_bias_step(5.0, 1.0, 30.0, 0.02, baseline_v=-1.0)
+    assert step.samples() == recorded.bias_v.size
+    assert step.samples_before() == int(np.sum(recorded.bias_v == -1.0))
+    assert step.duration_s() == pytest.approx(recorded.total_duration_s)
