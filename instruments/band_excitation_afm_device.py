@@ -42,11 +42,13 @@ from .afm_driver import (
 )
 from .array_detector import ArrayStreamingDetector
 from .be_spectroscopy_device import VoltageSweep
+from .cafm_device import IvCurve
 from .driver_signal import ConnectOnce, driver_signal_r
 from .errors import InstrumentCommunicationError
 from .hdf5_stream import ArraySpec
 from .readables import readables_in_order
 from .replies import read_back_matches as _close
+from .trkpfm_device import CpdTransient
 
 EXCITATIONS = tuple(EXCITATION_TOKENS)
 FIT_FIELDS = {
@@ -134,6 +136,8 @@ class BandExcitationAfm(ArrayStreamingDetector):
         self.tracking_image = TrackingImage(self.topography_image)
         self.voltage_sweep = VoltageSweep(
             controller, directory_provider, clock=clock, maximum_bias_v=maximum_bias_v)
+        self.cpd_transient = CpdTransient(controller, maximum_bias_v=maximum_bias_v)
+        self.iv_curve = IvCurve(controller, maximum_bias_v=maximum_bias_v)
         super().__init__(directory_provider, arrays={}, name=name)
 
     # ------------------------------------------------------------------ setup
@@ -214,9 +218,13 @@ class BandExcitationAfm(ArrayStreamingDetector):
 
     async def stop(self, success: bool = True) -> None:
         """Leave the sample safe (a plan's `bps.stop(afm)`): bias output off at 0 V, then
-        the tip parked off the surface; each repeated until the controller confirms it."""
-        await self.make_safe()
-        await self.controller.park()
+        the tip parked off the surface; each repeated until the controller confirms it. The
+        tip is parked even when the unbiasing could not be confirmed (lost replies): the
+        commands may still have been obeyed, and a parked tip is safer either way."""
+        try:
+            await self.make_safe()
+        finally:
+            await self.controller.park()
 
     # ------------------------------------------------------------------ acquisition
 

@@ -33,6 +33,22 @@ Lengths in nm, voltages in V, frequencies in Hz, times in s.
     TOPO:LAST?            heights of the last BE acquisition: block of float64, nm
     TOPO:LINE? <row>      topography-only line (takes 1/line rate): block of float64, nm
 
+tr-KPFM and c-AFM readouts (`afm_readout_commands`, physics in `trkpfm_relaxation`, `cafm_iv`);
+after a record the bias output holds the waveform's last bias until set otherwise:
+
+    KPFM:STEP <V>,<before s>,<after s>,<interval s>,<baseline V>
+                          lateral bias step: baseline, then the step (|V| ≤ 10 V), CPD
+                          sampled every interval (1 ms-10 s)                   KPFM:STEP?
+    KPFM:TIME?            instrument time of one record (s): before + after
+    KPFM:CPD?             record at the tip: block of float64 (samples,), CPD in V
+    CAFM:SWEEP <A>,<offset>,<points per cycle>,<cycles>,<rate V/s>
+                          I-V triangle 0 → +A → 0 → −A → 0 (+ offset) at |dV/dt| = rate;
+                          |offset| + A ≤ 10 V, points a multiple of 4          CAFM:SWEEP?
+    CAFM:RANG <A>         current amplifier full scale (1e-12-1e-5 A)        CAFM:RANG?
+    CAFM:TIME?            instrument time of one sweep (s): 4·A·cycles/rate
+    CAFM:IV?              sweep at the tip: block of float64 (points,), current in A,
+                          each step's mean, clipped at ± full scale
+
 Acquisitions need the bias output on and answer only after their instrument
 time has passed on the clock.
 """
@@ -44,6 +60,7 @@ import numpy as np
 from vegard.clock import InstrumentClock
 
 from .afm_model import AfmSettingError, AtomicForceMicroscope
+from .afm_readout_commands import register_readout_commands
 from .link_costs import LinkCost
 from .scpi_server import (
     DATA_OUT_OF_RANGE,
@@ -132,6 +149,7 @@ class AfmControllerEmulator(Instrument):
                                                           m.acquire_sweep))
         self.register("TOPO:LAST?", lambda _: _block(m.last_topography_nm.astype(np.float64)))
         self.register("TOPO:LINE?", self._acquire_topography_line)
+        register_readout_commands(self)
 
     def reset(self) -> None:
         self.model.reset()

@@ -27,6 +27,7 @@ import numpy as np
 
 from vegard.clock import InstrumentClock
 
+from .afm_readouts import READOUT_PARAMETERS, AfmReadouts
 from .esm_sample import EXCITATIONS, EsmSample, resonance_spectra
 from .esm_spectroscopy import IonicSwitching, dc_modulation_sweep
 from .parameters import Parameter, model_values
@@ -168,6 +169,7 @@ class AtomicForceMicroscope:
     PARAMETERS: tuple[Parameter, ...] = (
         *EsmSample.PARAMETERS,
         *IonicSwitching.PARAMETERS,
+        *READOUT_PARAMETERS,
         Parameter("noise_pm_per_rthz", 0.5, "pm/√Hz", 0.0, 1000.0,
                   "detection noise floor of the deflection signal"),
         Parameter("topography_noise_nm", 0.05, "nm", 0.0, 100.0,
@@ -199,6 +201,8 @@ class AtomicForceMicroscope:
         self.sweep = DcSweep()
         self._ionic_state: dict[tuple[float, float], float] = {}
         self._sweep_truth: list[dict[str, float]] = []
+        self.readouts = AfmReadouts(values, seed)
+        """tr-KPFM (CPD) and c-AFM (current) readouts: `afm_readouts`."""
         self.clock = clock
         self.temperature_stage = temperature_stage
         self._rng = np.random.default_rng(seed)
@@ -229,6 +233,7 @@ class AtomicForceMicroscope:
             self.excitation = BandExcitation()
             self.tip_x_nm = self.tip_y_nm = 0.0
             self.sweep = DcSweep()
+            self.readouts.reset()
 
     def set_scan_center(self, x_nm: float, y_nm: float) -> None:
         for name, value in (("x", x_nm), ("y", y_nm)):
@@ -463,6 +468,20 @@ class AtomicForceMicroscope:
             return np.ascontiguousarray(
                 spectra[0].reshape(sweep.steps, 2, excitation.bins), dtype=np.complex64)
 
+    def acquire_readout(self, mode: str) -> np.ndarray:
+        """A tr-KPFM record (`"kpfm"`, CPD in V) or a c-AFM sweep (`"cafm"`, current in A)
+        at the tip; the bias output then holds the waveform's last bias (`afm_readouts`)."""
+        with self._lock:
+            self.check_can_acquire()
+            sx, sy = self._sample_positions(np.array([self.tip_x_nm]),
+                                            np.array([self.tip_y_nm]))
+            local = self.sample.properties(sx, sy)
+            values, held_v = self.readouts.acquire(mode, local, float(sx[0]), float(sy[0]),
+                                                   self.temperature_k())
+            self.bias_dc_v = held_v
+            self.last_topography_nm = self._topography(sx, sy)
+            return values
+
     def acquire_topography_line(self, row: int) -> np.ndarray:
         """Heights (nm) of one topography-only line, as the z feedback records them."""
         with self._lock:
@@ -547,6 +566,7 @@ class AtomicForceMicroscope:
             }
             arrays.update({f"sweeps.{name}": values
                            for name, values in self.sweep_truth().items()})
+            arrays.update(self.readouts.truth_arrays())
             return arrays
 
     def ground_truth(self) -> dict[str, Any]:
@@ -562,6 +582,7 @@ class AtomicForceMicroscope:
             }}
             return {
                 **spectroscopy,
+                **self.readouts.ground_truth(),
                 **self.sample.ground_truth(),
                 "vegard_strain_mean_pm": latest.get("vegard_strain_mean_pm"),
                 "electrostatic_mean_pm": latest.get("electrostatic_mean_pm"),
