@@ -44,8 +44,10 @@ from .array_detector import ArrayStreamingDetector
 from .be_spectroscopy_device import VoltageSweep
 from .driver_signal import ConnectOnce, driver_signal_r
 from .errors import InstrumentCommunicationError
+from .forc_sweep_device import ForcSweep
 from .hdf5_stream import ArraySpec
 from .readables import readables_in_order
+from .relaxation_device import RelaxationReads
 from .replies import read_back_matches as _close
 
 EXCITATIONS = tuple(EXCITATION_TOKENS)
@@ -134,6 +136,10 @@ class BandExcitationAfm(ArrayStreamingDetector):
         self.tracking_image = TrackingImage(self.topography_image)
         self.voltage_sweep = VoltageSweep(
             controller, directory_provider, clock=clock, maximum_bias_v=maximum_bias_v)
+        self.forc_sweep = ForcSweep(
+            controller, directory_provider, clock=clock, maximum_bias_v=maximum_bias_v)
+        self.relaxation = RelaxationReads(
+            controller, directory_provider, clock=clock, maximum_bias_v=maximum_bias_v)
         super().__init__(directory_provider, arrays={}, name=name)
 
     # ------------------------------------------------------------------ setup
@@ -144,11 +150,15 @@ class BandExcitationAfm(ArrayStreamingDetector):
         not staged by bluesky: it stages the root)."""
         await super().stage()
         await self.voltage_sweep.stage()
+        await self.forc_sweep.stage()
+        await self.relaxation.stage()
 
     @AsyncStatus.wrap
     async def unstage(self) -> None:
         await super().unstage()
         await self.voltage_sweep.unstage()
+        await self.forc_sweep.unstage()
+        await self.relaxation.unstage()
 
     def check_settings(self, settings: AcquisitionSettings) -> None:
         """Refuse tip voltages beyond the profile's limit before anything is sent."""

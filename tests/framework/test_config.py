@@ -50,8 +50,8 @@ def test_shipped_protocol_loads():
          "temperature_stage.settle_tolerance_k = 'lots' is not valid"),
         ("protocol: temperature_steps", "protocol: levitation",
          "protocol = 'levitation' is not valid: allowed: one of be_voltage_spectroscopy, "
-         "eels_grain_boundary, esm_map, esm_temperature_series, operando_sxdm, "
-         "temperature_steps"),
+         "eels_grain_boundary, esm_map, esm_temperature_series, forc_spectroscopy, "
+         "operando_sxdm, temperature_steps, time_relaxation_spectroscopy"),
     ],
 )
 def test_bad_protocol_message_names_file_field_value_and_range(tmp_path, old, new, expected):

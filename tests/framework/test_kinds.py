@@ -27,7 +27,8 @@ def test_every_shipped_kind_is_found_through_its_entry_point() -> None:
         "lakeshore336", "be_afm", "scpi_potentiostat", "epics_motors", "maxipix", "nion_stem"}
     assert set(protocol_kinds()) == {
         "temperature_steps", "esm_map", "esm_temperature_series", "operando_sxdm",
-        "eels_grain_boundary", "be_voltage_spectroscopy"}
+        "eels_grain_boundary", "be_voltage_spectroscopy", "forc_spectroscopy",
+        "time_relaxation_spectroscopy"}
     for driver, kind in instrument_kinds().items():
         assert kind.settings.model_fields["driver"].default == driver
 
