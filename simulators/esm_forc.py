@@ -98,7 +98,7 @@ class IonicInjection:
                   "hysteresis below about 3 V)"),
         Parameter("injection_threshold_spread_v", 0.3, "V", 0.0, 3.0,
                   "grain-to-grain spread of V_c (uniform, ±)"),
-        Parameter("injection_threshold_ratio", 4.0, "", 1.05, 100.0,
+        Parameter("injection_threshold_ratio", 4.0, "1", 1.05, 100.0,
                   "highest site threshold over V_c (thresholds log-uniform in between)"),
         Parameter("injection_strain_pm_per_v", 20.0, "pm/V", 0.0, 1000.0,
                   "Vegard response with every site injected, per volt of AC drive "

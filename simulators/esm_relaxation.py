@@ -80,11 +80,11 @@ class StrainRelaxation:
         Parameter("relaxation_time_300k_s", 0.2, "s", 1.0e-3, 1.0e3,
                   "relaxation time τ of the written strain at 300 K (τ ≈ a²/D: a 20 nm "
                   "contact, D ≈ 2e-15 m²/s)"),
-        Parameter("relaxation_time_spread", 0.3, "", 0.0, 2.0,
+        Parameter("relaxation_time_spread", 0.3, "1", 0.0, 2.0,
                   "grain-to-grain spread of ln τ (uniform, ±)"),
         Parameter("relaxation_activation_energy_ev", 0.26, "eV", 0.0, 2.0,
                   "activation energy of τ"),
-        Parameter("relaxation_stretch_exponent", 0.6, "", 0.3, 1.0,
+        Parameter("relaxation_stretch_exponent", 0.6, "1", 0.3, 1.0,
                   "stretch exponent β of exp(−(t/τ)^β)"),
         Parameter("relaxation_strain_pm_per_v2", 10.0, "pm/V²", 0.0, 1000.0,
                   "reversible (relaxing) response per volt of pulse and of AC drive"),
