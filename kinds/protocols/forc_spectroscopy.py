@@ -27,8 +27,10 @@ class ForcSweep(StrictModel):
     forc_cycles: int = Field(ge=3, le=64)
     """Peaks swept (at least 3: the threshold needs zero and growing areas)."""
     steps_per_cycle: int = Field(32, ge=8, le=1024)
-    cycles_per_forc: int = Field(2, ge=1, le=16)
-    """Each cycle run this often; the loop is the mean of the repeats after the first."""
+    cycles_per_forc: int = Field(2, ge=2, le=16)
+    """Each cycle run this often; the loop is the mean of the repeats after the first (the
+    first of a new peak starts newly moved sites from where they were, so it is not a closed
+    loop)."""
     read_bias_v: float = Field(0.0, ge=-10, le=10)
 
     @field_validator("steps_per_cycle")
