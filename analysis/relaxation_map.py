@@ -108,8 +108,10 @@ class RelaxationMapAnalysis(DocumentRouter):
         curves = project_curves(self.time_s, self.responses, meta.write_bias_v)
         curves = np.where(measured[:, None], curves, np.nan)
         fit = fit_stretched_exponentials(self.time_s, curves)
-        baseline = np.nanmean(curves[:, self.time_s < 0], axis=1) if np.any(
-            self.time_s < 0) else np.full(curves.shape[0], np.nan)
+        before = curves[:, self.time_s < 0]
+        baseline = np.full(curves.shape[0], np.nan)  # NaN where not measured / no baseline
+        if before.shape[1]:
+            baseline[measured] = before[measured].mean(axis=1)
         values = {
             "relaxation_time_s": fit.relaxation_time_s,
             "stretch_exponent": fit.stretch_exponent,

@@ -87,9 +87,35 @@ def fit_stretched_exponentials(time_s: np.ndarray, responses: np.ndarray
     keep = t_all > 0
     t = t_all[keep]
     y_all = np.atleast_2d(np.asarray(responses, dtype=float))
-    y = y_all[:, keep]
-    good = np.all(np.isfinite(y), axis=1)
-    y = np.where(good[:, None], y, 0.0)
+    good = np.all(np.isfinite(y_all[:, keep]), axis=1)
+    fitted = _fit(t, y_all[good][:, keep])
+    fields = {}
+    for name, values in fitted.items():
+        full = np.full(good.size, False if values.dtype == bool else np.nan, dtype=values.dtype)
+        full[good] = values
+        fields[name] = full
+    return StretchedExponentialFit(**fields)
+
+
+def _solve(system: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Batched solve; a singular system (a curve with no relaxation in it) gets no step."""
+    try:
+        return np.linalg.solve(system, rhs[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        step = np.zeros_like(rhs)
+        for k in range(rhs.shape[0]):  # rare: only when some system is singular
+            step[k] = np.linalg.lstsq(system[k], rhs[k], rcond=None)[0]
+        return step
+
+
+def _fit(t: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """The fit of the complete curves y (curves, n): the result's fields."""
+    if y.shape[0] == 0:
+        empty = np.zeros(0)
+        return {name: empty for name in (
+            "offset", "amplitude", "relaxation_time_s", "stretch_exponent",
+            "relaxation_time_error_s", "stretch_exponent_error", "r_squared")} | {
+            "converged": np.zeros(0, dtype=bool)}
     theta = _grid_start(t, y)
     damping = np.full(y.shape[0], 1e-3)
     model, jac = _model_and_jacobian(t, theta)
@@ -102,10 +128,7 @@ def fit_stretched_exponentials(time_s: np.ndarray, responses: np.ndarray
         jtr = np.einsum("pni,pn->pi", jac, residual)
         scale = np.einsum("pii->pi", jtj)
         system = jtj + damping[:, None, None] * scale[:, :, None] * eye
-        try:
-            step = np.linalg.solve(system, jtr[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            step = np.linalg.lstsq(system[0], jtr[0], rcond=None)[0][None] * 0
+        step = _solve(system, jtr)
         trial = theta + step
         trial[:, 3] = np.clip(trial[:, 3], *_BETA_BOUNDS)
         trial_model, trial_jac = _model_and_jacobian(t, trial)
@@ -123,22 +146,17 @@ def fit_stretched_exponentials(time_s: np.ndarray, responses: np.ndarray
     dof = max(t.size - _N_PARAMETERS, 1)
     sigma2 = ssr / dof
     jtj = np.einsum("pni,pnj->pij", jac, jac)
-    with np.errstate(invalid="ignore"):
-        try:
-            covariance = np.linalg.inv(jtj) * sigma2[:, None, None]
-            errors = np.sqrt(np.abs(np.einsum("pii->pi", covariance)))
-        except np.linalg.LinAlgError:
-            errors = np.full(theta.shape, np.nan)
+    errors = np.full(theta.shape, np.nan)
+    invertible = np.abs(np.linalg.det(jtj)) > 0
+    if invertible.any():
+        covariance = np.linalg.inv(jtj[invertible]) * sigma2[invertible, None, None]
+        errors[invertible] = np.sqrt(np.abs(np.einsum("pii->pi", covariance)))
     total = np.sum((y - y.mean(axis=1, keepdims=True)) ** 2, axis=1)
     r_squared = np.where(total > 0, 1.0 - ssr / np.where(total > 0, total, 1.0), np.nan)
     tau = np.exp(theta[:, 2])
-
-    def masked(values):
-        return np.where(good, values, np.nan)
-
-    return StretchedExponentialFit(
-        offset=masked(theta[:, 0]), amplitude=masked(theta[:, 1]),
-        relaxation_time_s=masked(tau), stretch_exponent=masked(theta[:, 3]),
-        relaxation_time_error_s=masked(tau * errors[:, 2]),
-        stretch_exponent_error=masked(errors[:, 3]), r_squared=masked(r_squared),
-        converged=converged & good)
+    return {
+        "offset": theta[:, 0], "amplitude": theta[:, 1], "relaxation_time_s": tau,
+        "stretch_exponent": theta[:, 3], "relaxation_time_error_s": tau * errors[:, 2],
+        "stretch_exponent_error": errors[:, 3], "r_squared": r_squared,
+        "converged": converged,
+    }

@@ -77,6 +77,16 @@ def test_stretched_exponentials_are_fitted_all_at_once():
     assert 0.5 < np.std(z) < 2.0
 
 
+def test_curves_not_measured_or_without_relaxation_leave_the_others_fitted():
+    t = np.arange(64) * (2.0 / 64) + 0.012
+    y = np.stack([stretched_exponential(t, 1.0, 10.0, 0.25, 0.7), np.full(t.size, np.nan),
+                  np.full(t.size, 2.0)])  # measured, not measured, flat
+    fit = fit_stretched_exponentials(t, y)
+    assert fit.relaxation_time_s[0] == pytest.approx(0.25, rel=1e-4)
+    assert fit.stretch_exponent[0] == pytest.approx(0.7, rel=1e-4) and fit.converged[0]
+    assert np.isnan(fit.relaxation_time_s[1]) and not fit.converged[1]
+
+
 def test_curves_are_signed_by_the_write_pulse_after_projection():
     t = np.concatenate([[-0.2, -0.1], np.arange(32) * 0.05 + 0.01])
     curve = 1.0 + 6.0 * np.exp(-t.clip(0) / 0.3) * (t > 0)

@@ -8,12 +8,14 @@ with the tip unbiased (simulator truth) and the points before it kept."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from cli_runs import vegard_json
-from test_esm_faults_cli import dry_run as faulty_dry_run
+
+from vegard.cli import main
 
 pytestmark = pytest.mark.slow  # end-to-end on the simulators
 
@@ -76,12 +78,15 @@ def test_replay_gives_the_same_analysis(run) -> None:
     assert replayed["analysis"] == summary["analysis"]
 
 
-def test_a_sequence_lost_three_times_fails_the_run_with_the_tip_unbiased(tmp_path) -> None:
+def test_a_sequence_lost_three_times_fails_the_run_with_the_tip_unbiased(tmp_path,
+                                                                       capsys) -> None:
     protocol = tmp_path / "relaxation_small.yaml"
     protocol.write_text(PROTOCOL.read_text().replace("points: [4, 4]", "points: [2, 2]"))
-    code, summary, _ = faulty_dry_run(
-        tmp_path, f"afm.fault_timeout_at_command={READS_OF_THIRD_POINT}",
-        "afm.fault_repeat=3", protocol=protocol)
+    # in-process (the fault path needs no subprocess of its own; saves its start-up)
+    code = main(["dry-run", str(protocol), "--json", "--data-dir", str(tmp_path / "store"),
+                 "--set", f"afm.fault_timeout_at_command={READS_OF_THIRD_POINT}",
+                 "--set", "afm.fault_repeat=3"])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 1 and summary["exit_status"] == "fail"
     fired = summary["faults_injected"]["afm"]
     assert [f["line"] for f in fired] == ["BE:RSPEC?"] * 3  # mid-sequence, each retake too
