@@ -17,6 +17,12 @@ time-domain spectroscopies are fitted with):
   The apparent activation energy of τ from such curves is E_a/β (the review, td-EFS); here
   E_a is that of τ itself.
 
+Numbers. τ ≈ a²/D (BRIEF §4, contact radius a of 10–50 nm): with this sample's D_Cu(300 K)
+= 3·10⁻¹⁰ m²/s that is ≈ 1 µs, far below what BE reads of milliseconds resolve, so the
+default τ(300 K) = 0.2 s stands for a slow, collective redistribution (a = 20 nm with
+D ≈ 2·10⁻¹⁵ m²/s), the regime in which ESM time spectroscopy is read; a choice, not a
+number from the papers.
+
 Older pulses at the same point keep relaxing: each contributes its own stretched
 exponential from its own end time on the instrument clock. The read response adds the
 in-field electrostatic term c·(V_read − V_cpd)·U_ac (constant). Pure numpy.
