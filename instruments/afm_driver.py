@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InstrumentCommunicationError, InstrumentReplyError
+from .forc_relaxation_settings import ForcSweepSettings, RelaxationSettings
 from .replies import parse_floats
 from .text_driver import TextDriver
 from .visa_connection import VisaConnection
@@ -254,3 +255,52 @@ class BandExcitationAfmController(TextDriver):
         values = await self.connection.query_block(
             command, SPECTRUM_DTYPE, acquisition_s=self._acquisition_timeout_s(duration_s))
         return self._shaped(values, (steps, 2, bins), command)
+
+    # ------------------------------------------------------------------ FORC, time relaxation
+
+    async def set_forc(self, forc: ForcSweepSettings) -> None:
+        await self.connection.write(
+            f"BE:FORC {forc.peak_start_v:.6g},{forc.peak_end_v:.6g},{forc.forc_cycles},"
+            f"{forc.steps_per_cycle},{forc.cycles_per_forc},{forc.read_bias_v:.6g}")
+
+    async def forc(self) -> ForcSweepSettings:
+        first, last, cycles, steps, repeats, read = await self._floats("BE:FORC?", 6)
+        return ForcSweepSettings(first, last, int(cycles), int(steps), int(repeats), read)
+
+    async def forc_duration_s(self) -> float:
+        return await self._float("BE:FTIME?")
+
+    async def acquire_forc(self, *, steps: int, bins: int, duration_s: float) -> np.ndarray:
+        """A whole FORC sweep at the tip: spectra (steps, in/out-of-field, bins) in pm."""
+        command = "BE:FSPEC?"
+        values = await self.connection.query_block(
+            command, SPECTRUM_DTYPE, acquisition_s=self._acquisition_timeout_s(duration_s))
+        return self._shaped(values, (steps, 2, bins), command)
+
+    async def set_relaxation(self, relaxation: RelaxationSettings) -> None:
+        r = relaxation
+        await self.connection.write(
+            f"BE:RELAX {r.write_bias_v:.6g},{r.write_duration_s:.6g},{r.read_duration_s:.6g},"
+            f"{r.read_points},{r.baseline_points},{r.read_bias_v:.6g}")
+
+    async def relaxation(self) -> RelaxationSettings:
+        write, write_s, read_s, reads, baseline, read = await self._floats("BE:RELAX?", 6)
+        return RelaxationSettings(write, write_s, read_s, int(reads), int(baseline), read)
+
+    async def relaxation_duration_s(self) -> float:
+        return await self._float("BE:RTIME?")
+
+    async def relaxation_read_times_s(self, reads: int) -> np.ndarray:
+        """Read times from the end of the pulse (s), as the controller schedules them."""
+        command = "BE:RTAX?"
+        values = await self.connection.query_block(command, HEIGHT_DTYPE, idempotent=True)
+        return self._shaped(values, (reads,), command)
+
+    async def acquire_relaxation(self, *, reads: int, bins: int, duration_s: float
+                                 ) -> np.ndarray:
+        """A write/read sequence at the tip: spectra (reads, bins) in pm, after its
+        instrument time `duration_s` (which sizes the reply timeout)."""
+        command = "BE:RSPEC?"
+        values = await self.connection.query_block(
+            command, SPECTRUM_DTYPE, acquisition_s=self._acquisition_timeout_s(duration_s))
+        return self._shaped(values, (reads, bins), command)

@@ -45,8 +45,10 @@ from .be_spectroscopy_device import VoltageSweep
 from .cafm_device import IvCurve
 from .driver_signal import ConnectOnce, driver_signal_r
 from .errors import InstrumentCommunicationError
+from .forc_sweep_device import ForcSweep
 from .hdf5_stream import ArraySpec
 from .readables import readables_in_order
+from .relaxation_device import RelaxationReads
 from .replies import read_back_matches as _close
 from .trkpfm_device import CpdTransient
 
@@ -138,6 +140,10 @@ class BandExcitationAfm(ArrayStreamingDetector):
             controller, directory_provider, clock=clock, maximum_bias_v=maximum_bias_v)
         self.cpd_transient = CpdTransient(controller, maximum_bias_v=maximum_bias_v)
         self.iv_curve = IvCurve(controller, maximum_bias_v=maximum_bias_v)
+        self.forc_sweep = ForcSweep(
+            controller, directory_provider, clock=clock, maximum_bias_v=maximum_bias_v)
+        self.relaxation = RelaxationReads(
+            controller, directory_provider, clock=clock, maximum_bias_v=maximum_bias_v)
         super().__init__(directory_provider, arrays={}, name=name)
 
     # ------------------------------------------------------------------ setup
@@ -148,11 +154,15 @@ class BandExcitationAfm(ArrayStreamingDetector):
         not staged by bluesky: it stages the root)."""
         await super().stage()
         await self.voltage_sweep.stage()
+        await self.forc_sweep.stage()
+        await self.relaxation.stage()
 
     @AsyncStatus.wrap
     async def unstage(self) -> None:
         await super().unstage()
         await self.voltage_sweep.unstage()
+        await self.forc_sweep.unstage()
+        await self.relaxation.unstage()
 
     def check_settings(self, settings: AcquisitionSettings) -> None:
         """Refuse tip voltages beyond the profile's limit before anything is sent."""

@@ -200,11 +200,14 @@ def time_relaxation_waveform(
     read_points: int,
     read_bias_v: float = 0.0,
     pulses: int = 1,
+    baseline_points: int = 0,
 ) -> TimedWaveform:
     """Write/read pulse train: a write step, then `read_points` read steps spread over the read.
 
-    Each pulse is one write step at `write_bias_v` (not recorded) followed by equal read steps at
-    `read_bias_v` covering `read_duration_s`; the relaxation of the response is read on those.
+    Each pulse is `baseline_points` read steps before the pulse (the response it starts
+    from), one write step at `write_bias_v` (not recorded), then equal read steps at
+    `read_bias_v` covering `read_duration_s`; the relaxation of the response is read on
+    those. Baseline steps are as long as the read steps.
     """
     _check_real("write_bias_v", write_bias_v, -MAX_BIAS_V, MAX_BIAS_V)
     _check_real("read_bias_v", read_bias_v, -MAX_BIAS_V, MAX_BIAS_V)
@@ -212,12 +215,19 @@ def time_relaxation_waveform(
     _check_real("read_duration_s", read_duration_s, 0.0, 3600.0, open_low=True)
     _check_int("read_points", read_points, 1, MAX_STEPS)
     _check_int("pulses", pulses, 1, 10_000)
-    if pulses * (read_points + 1) > MAX_STEPS:
-        raise _fail("pulses * (read_points + 1)", pulses * (read_points + 1), f"[2, {MAX_STEPS}]")
+    _check_int("baseline_points", baseline_points, 0, MAX_STEPS)
+    per_pulse = baseline_points + read_points + 1
+    if pulses * per_pulse > MAX_STEPS:
+        raise _fail("pulses * (baseline_points + read_points + 1)", pulses * per_pulse,
+                    f"[2, {MAX_STEPS}]")
     read_step_s = read_duration_s / read_points
-    one_bias = np.concatenate([[write_bias_v], np.full(read_points, float(read_bias_v))])
-    one_duration = np.concatenate([[write_duration_s], np.full(read_points, read_step_s)])
-    one_measure = np.concatenate([[False], np.ones(read_points, dtype=bool)])
+    reads = np.full(read_points, float(read_bias_v))
+    baseline = np.full(baseline_points, float(read_bias_v))
+    one_bias = np.concatenate([baseline, [write_bias_v], reads])
+    one_duration = np.concatenate([np.full(baseline_points, read_step_s), [write_duration_s],
+                                   np.full(read_points, read_step_s)])
+    one_measure = np.concatenate([np.ones(baseline_points, dtype=bool), [False],
+                                  np.ones(read_points, dtype=bool)])
     duration = np.tile(one_duration, pulses)
     start = np.concatenate([[0.0], np.cumsum(duration)[:-1]])
     return TimedWaveform(time_s=start, bias_v=np.tile(one_bias, pulses), duration_s=duration,

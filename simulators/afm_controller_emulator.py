@@ -30,6 +30,20 @@ Lengths in nm, voltages in V, frequencies in Hz, times in s.
     BE:SPEC?              sweep at the tip: block of complex64 (steps, 2, bins), pm;
                           [:, 0] in-field, [:, 1] out-of-field; one spectrum (first
                           excitation's drive, U_ac) per step
+    BE:FORC <Vp first>,<Vp last>,<FORC cycles>,<steps per cycle>,<cycles per FORC>,<read bias>
+                          FORC sweep: cycles 0 → +Vp → 0 → −Vp → 0 with Vp stepped evenly
+                          from first to last, each cycle repeated, each DC step followed
+                          by a read step; 0 < Vp ≤ 10 V                       BE:FORC?
+    BE:FTIME?             instrument time of one FORC sweep (s): 2 × steps × chirp × averages
+    BE:FSPEC?             FORC sweep at the tip: block of complex64 (steps, 2, bins), pm;
+                          [:, 0] in-field, [:, 1] out-of-field
+    BE:RELAX <write V>,<write s>,<read s>,<read points>,<baseline points>,<read bias>
+                          time relaxation: baseline reads, one write pulse, then read steps
+                          of read s / read points each, one spectrum at the start of each
+                                                                              BE:RELAX?
+    BE:RTIME?             instrument time of one write/read sequence (s)
+    BE:RTAX?              read times from the end of the pulse (s; baseline < 0): float64
+    BE:RSPEC?             write/read sequence at the tip: block of complex64 (reads, bins), pm
     TOPO:LAST?            heights of the last BE acquisition: block of float64, nm
     TOPO:LINE? <row>      topography-only line (takes 1/line rate): block of float64, nm
 
@@ -59,6 +73,7 @@ import numpy as np
 
 from vegard.clock import InstrumentClock
 
+from .afm_forc_relaxation import register_commands as register_forc_relaxation_commands
 from .afm_model import AfmSettingError, AtomicForceMicroscope
 from .afm_readout_commands import register_readout_commands
 from .link_costs import LinkCost
@@ -150,6 +165,7 @@ class AfmControllerEmulator(Instrument):
         self.register("TOPO:LAST?", lambda _: _block(m.last_topography_nm.astype(np.float64)))
         self.register("TOPO:LINE?", self._acquire_topography_line)
         register_readout_commands(self)
+        register_forc_relaxation_commands(self)  # BE:FORC..., BE:RELAX...
 
     def reset(self) -> None:
         self.model.reset()

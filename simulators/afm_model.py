@@ -28,6 +28,8 @@ import numpy as np
 from vegard.clock import InstrumentClock
 
 from .afm_readouts import READOUT_PARAMETERS, AfmReadouts
+from .esm_forc import IonicInjection
+from .esm_relaxation import StrainRelaxation
 from .esm_sample import EXCITATIONS, EsmSample, resonance_spectra
 from .esm_spectroscopy import IonicSwitching, dc_modulation_sweep
 from .parameters import Parameter, model_values
@@ -170,6 +172,8 @@ class AtomicForceMicroscope:
         *EsmSample.PARAMETERS,
         *IonicSwitching.PARAMETERS,
         *READOUT_PARAMETERS,
+        *IonicInjection.PARAMETERS,  # FORC spectroscopy (esm_forc)
+        *StrainRelaxation.PARAMETERS,  # time relaxation spectroscopy (esm_relaxation)
         Parameter("noise_pm_per_rthz", 0.5, "pm/√Hz", 0.0, 1000.0,
                   "detection noise floor of the deflection signal"),
         Parameter("topography_noise_nm", 0.05, "nm", 0.0, 100.0,
@@ -221,6 +225,9 @@ class AtomicForceMicroscope:
         self.last_topography_nm = np.zeros(0)
         self._frames: list[TruthFrame] = []
         self._detection_gain = 1.0
+        # FORC and time relaxation spectroscopy (imported here: that module builds on this one)
+        from .afm_forc_relaxation import ForcRelaxationModes
+        self.forc_relaxation = ForcRelaxationModes(self, values, seed)
 
     # ------------------------------------------------------------------ settings
 
@@ -234,6 +241,7 @@ class AtomicForceMicroscope:
             self.tip_x_nm = self.tip_y_nm = 0.0
             self.sweep = DcSweep()
             self.readouts.reset()
+            self.forc_relaxation.reset()
 
     def set_scan_center(self, x_nm: float, y_nm: float) -> None:
         for name, value in (("x", x_nm), ("y", y_nm)):
@@ -567,6 +575,7 @@ class AtomicForceMicroscope:
             arrays.update({f"sweeps.{name}": values
                            for name, values in self.sweep_truth().items()})
             arrays.update(self.readouts.truth_arrays())
+            arrays.update(self.forc_relaxation.truth_arrays())
             return arrays
 
     def ground_truth(self) -> dict[str, Any]:
@@ -583,6 +592,7 @@ class AtomicForceMicroscope:
             return {
                 **spectroscopy,
                 **self.readouts.ground_truth(),
+                **self.forc_relaxation.ground_truth(),
                 **self.sample.ground_truth(),
                 "vegard_strain_mean_pm": latest.get("vegard_strain_mean_pm"),
                 "electrostatic_mean_pm": latest.get("electrostatic_mean_pm"),

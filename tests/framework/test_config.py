@@ -51,7 +51,8 @@ def test_shipped_protocol_loads():
         ("protocol: temperature_steps", "protocol: levitation",
          "protocol = 'levitation' is not valid: allowed: one of be_voltage_spectroscopy, "
          "cafm_iv_sweep, eels_grain_boundary, esm_map, esm_temperature_series, "
-         "operando_sxdm, temperature_steps, trkpfm_relaxation"),
+         "forc_spectroscopy, operando_sxdm, temperature_steps, "
+         "time_relaxation_spectroscopy, trkpfm_relaxation"),
     ],
 )
 def test_bad_protocol_message_names_file_field_value_and_range(tmp_path, old, new, expected):

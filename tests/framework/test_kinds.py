@@ -28,7 +28,7 @@ def test_every_shipped_kind_is_found_through_its_entry_point() -> None:
     assert set(protocol_kinds()) == {
         "temperature_steps", "esm_map", "esm_temperature_series", "operando_sxdm",
         "eels_grain_boundary", "be_voltage_spectroscopy", "trkpfm_relaxation",
-        "cafm_iv_sweep"}
+        "cafm_iv_sweep", "forc_spectroscopy", "time_relaxation_spectroscopy"}
     for driver, kind in instrument_kinds().items():
         assert kind.settings.model_fields["driver"].default == driver
 

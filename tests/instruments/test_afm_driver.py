@@ -26,6 +26,8 @@ class BrokenController(Instrument):
         self.register("BE:POINT?", lambda a: "1.0,2.0")
         self.register("TOPO:LINE?", lambda a: binary_block(np.full(4, np.nan).tobytes()))
         self.register("BE:SPEC?", lambda a: binary_block(np.zeros(5, "<c8").tobytes()))
+        self.register("BE:FSPEC?", lambda a: binary_block(np.zeros(5, "<c8").tobytes()))
+        self.register("BE:RSPEC?", lambda a: binary_block(np.full(6, np.nan, "<c8").tobytes()))
 
 
 def run(server, body):
@@ -52,6 +54,10 @@ def run(server, body):
          "is not finite values"),
         (lambda c: c.acquire_sweep(steps=4, bins=8, duration_s=0.0),
          "'BE:SPEC?' failed: reply '<block of 5 values>' is not 64 values (4, 2, 8)"),
+        (lambda c: c.acquire_forc(steps=4, bins=8, duration_s=0.0),
+         "'BE:FSPEC?' failed: reply '<block of 5 values>' is not 64 values (4, 2, 8)"),
+        (lambda c: c.acquire_relaxation(reads=3, bins=2, duration_s=0.0),
+         "is not finite values"),
     ],
 )
 def test_malformed_replies_raise_errors_naming_instrument_and_command(body, message):
