@@ -1,0 +1,312 @@
+"""`vegard serve`: the facility layer on one machine — Redis, the RE Manager, the HTTP server.
+
+Started in this order, stopped in the reverse one, all on 127.0.0.1 unless `--host` and
+`--allow-remote` say otherwise (the rule of `vegard sim serve`):
+
+1. Redis (`vegard.redis_server`): the queue and the history live there, so they outlive
+   an RE Manager that dies; `vegard serve` starts a new RE Manager on the same Redis.
+2. For a sim profile, the simulated lab in this process, wall-paced (`--speedup`), with
+   its control port; the worker opens a *served* profile (the devices at the served
+   simulators, the clock following the lab's), written to the state directory.
+3. The generated lists (`vegard.queue_lists`) and the RE Manager with the startup module
+   `vegard.queue_startup`.
+4. bluesky-httpserver in front of it with a single-user API key.
+
+Everything the services need on disk (profiles, lists, logs) is in a temporary state
+directory, removed on exit; the run store is the data directory, as for `vegard run`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import yaml
+
+from vegard.clock import InstrumentClock
+from vegard.config.errors import ConfigError
+from vegard.config.profiles import Profile, load_profile
+from vegard.queue_environment import CONFIG_VARIABLE, QueueConfig, plan_names
+from vegard.queue_lists import (
+    STARTUP_MODULE,
+    console_script,
+    generate_existing_plans_and_devices,
+    write_permissions,
+)
+from vegard.redis_server import RedisServer, free_port
+from vegard.service_processes import ChildProcess, ServiceFailed
+from vegard.simulators.serve import check_serve_host
+
+DEFAULT_PORTS = {"zmq_control_port": 60615, "zmq_info_port": 60625, "http_port": 60610}
+"""bluesky-queueserver's and bluesky-httpserver's own defaults, so `qserver` needs no flag."""
+READY_TIMEOUT_S = 120.0
+"""Wall time a service gets to come up (imports, connecting the instruments)."""
+SUPERVISE_PERIOD_S = 0.2
+API_KEY_VARIABLE = "VEGARD_API_KEY"
+"""Where `vegard serve` takes the HTTP server's API key from (else it makes one)."""
+
+
+@dataclass
+class ServeOptions:
+    profile_path: Path
+    data_dir: Path
+    devices: Sequence[str] | None = None
+    """Only these of the profile's devices (None: all)."""
+    speedup: float | None = None
+    """A sim profile's lab: instrument time per wall time (None: the profile's)."""
+    simulator_overrides: Sequence[str] = ()
+    host: str = "127.0.0.1"
+    allow_remote: bool = False
+    zmq_control_port: int = DEFAULT_PORTS["zmq_control_port"]
+    zmq_info_port: int = DEFAULT_PORTS["zmq_info_port"]
+    http_port: int = DEFAULT_PORTS["http_port"]
+    api_key: str | None = None
+    restart_re_manager: bool = True
+    """Start the RE Manager again if it exits while serving (its queue is in Redis)."""
+
+
+def _port(host: str, port: int) -> int:
+    return free_port(host) if port == 0 else port
+
+
+def served_profile(profile: Profile, addresses: dict[str, str], control_address: str) -> dict:
+    """The profile as the worker opens it: simulated devices at their served addresses,
+    the clock following the served lab."""
+    data = profile.model_dump(mode="json")
+    for name, address in addresses.items():
+        if name in data["devices"]:
+            data["devices"][name]["address"] = address
+    data["clock"] = {"follow": control_address}
+    return data
+
+
+@dataclass
+class ServiceStack:
+    options: ServeOptions
+    api_key: str = field(init=False)
+    redis: RedisServer | None = field(init=False, default=None)
+    re_manager: ChildProcess | None = field(init=False, default=None)
+    http_server: ChildProcess | None = field(init=False, default=None)
+    addresses: dict[str, str] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_serve_host(self.options.host, self.options.allow_remote)
+        self.api_key = self.options.api_key or os.environ.get(API_KEY_VARIABLE) \
+            or secrets.token_hex(32)
+        self.profile = load_profile(self.options.profile_path)
+        names = list(self.options.devices or self.profile.device_names())
+        unknown = [name for name in names if name not in self.profile.devices]
+        if unknown:
+            raise ConfigError(
+                f"--devices = {','.join(unknown)} is not valid: allowed: devices of "
+                f"{self.options.profile_path} ({', '.join(self.profile.devices)})")
+        self.device_names = names
+        self._lab = None
+        self._control = None
+        self._state: tempfile.TemporaryDirectory | None = None
+
+    # --- start ------------------------------------------------------------------------
+
+    def start(self) -> ServiceStack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        options = self.options
+        self._state = tempfile.TemporaryDirectory(prefix="vegard-serve-")
+        state = Path(self._state.name)
+        self.redis = RedisServer().start()
+        self.addresses["redis"] = self.redis.address
+        profile_path = self._start_lab(state)
+        self.worker_environment = {**os.environ, **getattr(self, "_client_environment", {})}
+        worker = QueueConfig(profile=str(profile_path), devices=self.device_names,
+                             data_dir=str(options.data_dir),
+                             metadata={"served_by": "vegard serve"})
+        self._queue_config = worker.write(state / "queue.json")
+        describe = QueueConfig(**{**worker.__dict__, "describe_only": True})
+        self._lists = (
+            generate_existing_plans_and_devices(describe.write(state / "describe.json"), state),
+            write_permissions(state, plan_names(), self.device_names),
+        )
+        host = options.host
+        self.addresses["zmq_control"] = f"tcp://{host}:{_port(host, options.zmq_control_port)}"
+        self.addresses["zmq_info"] = f"tcp://{host}:{_port(host, options.zmq_info_port)}"
+        self.start_re_manager()
+        http_port = _port(host, options.http_port)
+        self.addresses["http"] = f"http://{host}:{http_port}"
+        self.http_server = ChildProcess(
+            "bluesky-httpserver",
+            [console_script("start-bluesky-httpserver"), "--host", host, "--port",
+             str(http_port)],
+            env={**os.environ, "QSERVER_ZMQ_CONTROL_ADDRESS": self.addresses["zmq_control"],
+                 "QSERVER_ZMQ_INFO_ADDRESS": self.addresses["zmq_info"],
+                 "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": self.api_key},
+            log_path=state / "http-server.log").start()
+        self.http_server.wait_ready(self._http_ready, READY_TIMEOUT_S)
+
+    def _start_lab(self, state: Path) -> Path:
+        """A sim profile's lab, served here; the profile the worker opens."""
+        simulated = [name for name in self.device_names
+                     if name in self.profile.simulated_devices()]
+        if not simulated:
+            return self.options.profile_path.resolve()
+        from vegard.session import build_lab
+        from vegard.simulators.control import control_server
+
+        clock = InstrumentClock(self.options.speedup or self.profile.clock.speedup)
+        self._lab = build_lab(self.profile, str(self.options.profile_path),
+                              self.options.simulator_overrides, clock, ports=None,
+                              instruments=simulated)
+        self._control = control_server(self._lab)
+        self._lab.start()
+        self._control.start()
+        self._client_environment = self._lab.client_environment()
+        self.addresses["simulator_control"] = self._control.visa_address
+        path = state / "served-profile.yaml"
+        path.write_text(yaml.safe_dump(
+            served_profile(self.profile, self._lab.addresses, self._control.visa_address),
+            sort_keys=False))
+        return path
+
+    def start_re_manager(self) -> None:
+        state = Path(self._state.name)  # type: ignore[union-attr]
+        existing, permissions = self._lists
+        assert self.redis is not None
+        self.re_manager = ChildProcess(
+            "RE Manager",
+            [console_script("start-re-manager"), "--startup-module", STARTUP_MODULE,
+             "--existing-plans-devices", str(existing),
+             "--user-group-permissions", str(permissions),
+             "--update-existing-plans-devices", "ENVIRONMENT_OPEN",
+             "--redis-addr", self.redis.address,
+             "--zmq-control-addr", self.addresses["zmq_control"],
+             "--zmq-info-addr", self.addresses["zmq_info"], "--zmq-publish-console", "ON",
+             "--console-output", "OFF"],
+            env={**self.worker_environment, CONFIG_VARIABLE: str(self._queue_config)},
+            log_path=state / "re-manager.log").start()
+        self.re_manager.wait_ready(self._re_manager_ready, READY_TIMEOUT_S)
+
+    def _re_manager_ready(self) -> bool:
+        from bluesky_queueserver_api.zmq import REManagerAPI
+
+        manager = REManagerAPI(zmq_control_addr=self.addresses["zmq_control"],
+                               timeout_recv=0.5)
+        try:
+            manager.status()
+            return True
+        except Exception:
+            return False
+        finally:
+            manager.close()
+
+    def _http_ready(self) -> bool:
+        request = urllib.request.Request(
+            f"{self.http_address}/api/status",
+            headers={"Authorization": f"ApiKey {self.api_key}"})
+        try:
+            with urllib.request.urlopen(request, timeout=1.0) as reply:
+                return reply.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    @property
+    def http_address(self) -> str:
+        return self.addresses["http"].replace("0.0.0.0", "127.0.0.1")
+
+    # --- serve and stop --------------------------------------------------------------
+
+    def supervise(self, stop: threading.Event, out: TextIO) -> None:
+        """Block until `stop`; start the RE Manager again if it exits meanwhile."""
+        while not stop.wait(SUPERVISE_PERIOD_S):
+            if self.http_server is not None and not self.http_server.running():
+                raise ServiceFailed(
+                    f"the HTTP server exited:\n{self.http_server.log_tail()}")
+            if self.re_manager is not None and not self.re_manager.running():
+                if not self.options.restart_re_manager:
+                    raise ServiceFailed(f"the RE Manager exited:\n{self.re_manager.log_tail()}")
+                self.re_manager.stop()  # what is left of its group
+                print(f"re-manager exited ({self.re_manager.process.returncode}); "
+                      "starting it again on the same Redis", file=out, flush=True)
+                self.start_re_manager()
+                print(f"re-manager pid {self.re_manager.pid}", file=out, flush=True)
+
+    def stop(self) -> None:
+        """Every service stopped, in the reverse order of starting, each even if an
+        earlier one failed to stop."""
+        for step in (self._stop_http, self._stop_re_manager, self._stop_lab, self._stop_redis):
+            try:
+                step()
+            except Exception as error:  # keep stopping the others
+                print(f"vegard serve: while stopping: {error}", file=sys.stderr)
+        if self._state is not None:
+            shutil.rmtree(self._state.name, ignore_errors=True)
+            self._state = None
+
+    def _stop_http(self) -> None:
+        if self.http_server is not None:
+            self.http_server.stop()
+
+    def _stop_re_manager(self) -> None:
+        if self.re_manager is not None:
+            self.re_manager.stop()
+
+    def _stop_lab(self) -> None:
+        if self._control is not None:
+            self._control.stop()
+            self._control = None
+        if self._lab is not None:
+            self._lab.stop()
+            self._lab = None
+
+    def _stop_redis(self) -> None:
+        if self.redis is not None:
+            self.redis.stop()
+
+    def describe(self) -> list[str]:
+        """The lines `vegard serve` prints: `name value`, one each."""
+        assert self.re_manager is not None and self.http_server is not None
+        lines = [f"{name} {address}" for name, address in self.addresses.items()]
+        lines += [
+            f"api-key {self.api_key}",
+            f"re-manager pid {self.re_manager.pid}",
+            f"http-server pid {self.http_server.pid}",
+            f"export QSERVER_ZMQ_CONTROL_ADDRESS={self.addresses['zmq_control']}",
+            f"export QSERVER_ZMQ_INFO_ADDRESS={self.addresses['zmq_info']}",
+            f"data-dir {self.options.data_dir}",
+        ]
+        return lines
+
+
+def serve(options: ServeOptions, out: TextIO | None = None) -> None:
+    """Start the stack, print its addresses and key, serve until SIGINT/SIGTERM, stop."""
+    out = out or sys.stdout
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stack = ServiceStack(options)
+    try:
+        stack.start()
+        for line in stack.describe():
+            print(line, file=out)
+        print("ready", file=out, flush=True)
+        stack.supervise(stop, out)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+        signal.signal(signal.SIGTERM, previous)
+        print("stopped", file=out, flush=True)
