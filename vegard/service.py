@@ -80,10 +80,13 @@ def _port(host: str, port: int) -> int:
     return free_port(host) if port == 0 else port
 
 
-def served_profile(profile: Profile, addresses: dict[str, str], control_address: str) -> dict:
-    """The profile as the worker opens it: simulated devices at their served addresses,
-    the clock following the served lab."""
+def served_profile(profile: Profile, devices: Sequence[str], addresses: dict[str, str],
+                   control_address: str) -> dict:
+    """The profile as the worker opens it: only the served devices, the simulated ones at
+    their served addresses, the clock following the served lab (a device left at `sim`
+    would make the worker a dry run with simulators of its own, on a virtual clock)."""
     data = profile.model_dump(mode="json")
+    data["devices"] = {name: data["devices"][name] for name in devices}
     for name, address in addresses.items():
         if name in data["devices"]:
             data["devices"][name]["address"] = address
@@ -179,7 +182,8 @@ class ServiceStack:
         self.addresses["simulator_control"] = self._control.visa_address
         path = state / "served-profile.yaml"
         path.write_text(yaml.safe_dump(
-            served_profile(self.profile, self._lab.addresses, self._control.visa_address),
+            served_profile(self.profile, self.device_names, self._lab.addresses,
+                           self._control.visa_address),
             sort_keys=False))
         return path
 
