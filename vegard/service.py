@@ -53,6 +53,8 @@ DEFAULT_PORTS = {"zmq_control_port": 60615, "zmq_info_port": 60625, "http_port":
 READY_TIMEOUT_S = 120.0
 """Wall time a service gets to come up (imports, connecting the instruments)."""
 SUPERVISE_PERIOD_S = 0.2
+SHUTDOWN_ABORT_TIMEOUT_S = 30.0
+"""Wall time a running plan gets to abort and clean up when the service stops."""
 API_KEY_VARIABLE = "VEGARD_API_KEY"
 """Where `vegard serve` takes the HTTP server's API key from (else it makes one)."""
 
@@ -267,7 +269,30 @@ class ServiceStack:
 
     def _stop_re_manager(self) -> None:
         if self.re_manager is not None:
+            if self.re_manager.running():
+                self._abort_running_plan()
             self.re_manager.stop()
+
+    def _abort_running_plan(self) -> None:
+        """A plan still running when the service stops is aborted through the queue server,
+        so its clean-up leaves the instruments safe before the worker goes away."""
+        from bluesky_queueserver_api.zmq import REManagerAPI
+
+        manager = REManagerAPI(zmq_control_addr=self.addresses["zmq_control"],
+                               timeout_recv=2.0)
+        try:
+            state = manager.status().get("re_state")
+            if state == "running":
+                manager.re_pause(option="immediate")
+                manager.wait_for_idle_or_paused(timeout=SHUTDOWN_ABORT_TIMEOUT_S)
+                state = manager.status().get("re_state")
+            if state == "paused":
+                manager.re_abort()
+                manager.wait_for_idle(timeout=SHUTDOWN_ABORT_TIMEOUT_S)
+        except Exception as error:  # a dead or stuck manager: the group is killed next
+            print(f"vegard serve: could not abort the running plan: {error}", file=sys.stderr)
+        finally:
+            manager.close()
 
     def _stop_lab(self) -> None:
         if self._control is not None:

@@ -281,10 +281,22 @@ def test_a_killed_re_manager_comes_back_with_its_queue_and_the_runs_intact(stack
     assert all(item["result"]["exit_status"] == "completed" for item in history)
 
 
-def test_sigterm_stops_every_service_and_leaves_no_process(stack):
+def test_sigterm_aborts_the_running_plan_then_leaves_no_process(stack, tmp_path):
+    manager = stack.http()
+    open_environment(manager)
+    protocol = small_esm_protocol(tmp_path / "esm_long.yaml", lines=256, averages=50)
+    manager.item_add(BPlan("run_protocol", str(protocol)))
+    manager.queue_start()
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not stack.simulator("SAFE? afm")["bias_output_on"]:  # the map is being taken
+        assert time.monotonic() < deadline, "the map never biased the tip"
+        time.sleep(0.02)
     children = stack.descendants()
     assert len(children) >= 4  # redis, the RE Manager's three, the HTTP server
     assert stack.stop() == 0
+    (newest, *_) = list_runs(stack.data_dir)
+    assert newest.protocol == str(protocol)
+    assert newest.status == "abort"  # closed by the plan's clean-up, not cut off
     left = [pid for pid in children if alive(pid)]
     assert not left, left
     for pid in stack.re_manager_pids:
