@@ -219,6 +219,7 @@ def _serve(args: argparse.Namespace) -> int:
         zmq_control_port=_port_argument("--zmq-control-port", args.zmq_control_port),
         zmq_info_port=_port_argument("--zmq-info-port", args.zmq_info_port),
         http_port=_port_argument("--http-port", args.http_port),
+        tiled_port=_port_argument("--tiled-port", args.tiled_port),
     )
     serve(options)
     return 0

@@ -23,6 +23,8 @@ from vegard.config.profiles import SIM_ADDRESS, Profile, load_profile
 
 CONFIG_VARIABLE = "VEGARD_QUEUE_CONFIG"
 """The environment variable naming the JSON file of a `QueueConfig`."""
+TILED_KEY_VARIABLE = "VEGARD_TILED_API_KEY"
+"""The Tiled key of the live writer (kept out of the configuration file)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class QueueConfig:
     describe_only: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     """Added to the RunEngine's `md` (every run's start document)."""
+    tiled_uri: str | None = None
+    """Tiled server the runs are written to live (its key: `$VEGARD_TILED_API_KEY`)."""
 
     def write(self, path: Path) -> Path:
         path.write_text(json.dumps(asdict(self), indent=1))
@@ -102,6 +106,11 @@ def queue_namespace(config: QueueConfig) -> dict[str, Any]:
             show_progress=False, profile_source=config.profile)
         session.open(config.devices)
         session.run_engine.md.update(config.metadata)
+        if config.tiled_uri:
+            from vegard.tiled_service import live_writer
+
+            session.run_engine.subscribe(
+                live_writer(config.tiled_uri, os.environ.get(TILED_KEY_VARIABLE, "")))
         namespace["RE"] = session.run_engine
         namespace.update(session.devices)
     namespace.update(STANDARD_PLANS)

@@ -37,7 +37,12 @@ import yaml
 from vegard.clock import InstrumentClock
 from vegard.config.errors import ConfigError
 from vegard.config.profiles import Profile, load_profile
-from vegard.queue_environment import CONFIG_VARIABLE, QueueConfig, plan_names
+from vegard.queue_environment import (
+    CONFIG_VARIABLE,
+    TILED_KEY_VARIABLE,
+    QueueConfig,
+    plan_names,
+)
 from vegard.queue_lists import (
     STARTUP_MODULE,
     console_script,
@@ -48,8 +53,10 @@ from vegard.redis_server import RedisServer, free_port
 from vegard.service_processes import ChildProcess, ServiceFailed
 from vegard.simulators.serve import check_serve_host
 
-DEFAULT_PORTS = {"zmq_control_port": 60615, "zmq_info_port": 60625, "http_port": 60610}
-"""bluesky-queueserver's and bluesky-httpserver's own defaults, so `qserver` needs no flag."""
+DEFAULT_PORTS = {"zmq_control_port": 60615, "zmq_info_port": 60625, "http_port": 60610,
+                 "tiled_port": 8000}
+"""bluesky-queueserver's, bluesky-httpserver's and Tiled's own defaults, so `qserver`
+needs no flag."""
 READY_TIMEOUT_S = 120.0
 """Wall time a service gets to come up (imports, connecting the instruments)."""
 SUPERVISE_PERIOD_S = 0.2
@@ -73,6 +80,7 @@ class ServeOptions:
     zmq_control_port: int = DEFAULT_PORTS["zmq_control_port"]
     zmq_info_port: int = DEFAULT_PORTS["zmq_info_port"]
     http_port: int = DEFAULT_PORTS["http_port"]
+    tiled_port: int = DEFAULT_PORTS["tiled_port"]
     api_key: str | None = None
     restart_re_manager: bool = True
     """Start the RE Manager again if it exits while serving (its queue is in Redis)."""
@@ -80,6 +88,16 @@ class ServeOptions:
 
 def _port(host: str, port: int) -> int:
     return free_port(host) if port == 0 else port
+
+
+def _answers(url: str, headers: dict[str, str]) -> bool:
+    """True if `url` answers 200 with these headers."""
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=1.0) as reply:
+            return reply.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def served_profile(profile: Profile, devices: Sequence[str], addresses: dict[str, str],
@@ -103,6 +121,8 @@ class ServiceStack:
     redis: RedisServer | None = field(init=False, default=None)
     re_manager: ChildProcess | None = field(init=False, default=None)
     http_server: ChildProcess | None = field(init=False, default=None)
+    tiled: ChildProcess | None = field(init=False, default=None)
+    backfilled: list[str] = field(init=False, default_factory=list)
     addresses: dict[str, str] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -137,11 +157,14 @@ class ServiceStack:
         state = Path(self._state.name)
         self.redis = RedisServer().start()
         self.addresses["redis"] = self.redis.address
+        self._start_tiled(state)
         profile_path = self._start_lab(state)
-        self.worker_environment = {**os.environ, **getattr(self, "_client_environment", {})}
+        self.worker_environment = {**os.environ, **getattr(self, "_client_environment", {}),
+                                   TILED_KEY_VARIABLE: self.api_key}
         worker = QueueConfig(profile=str(profile_path), devices=self.device_names,
                              data_dir=str(options.data_dir),
-                             metadata={"served_by": "vegard serve"})
+                             metadata={"served_by": "vegard serve"},
+                             tiled_uri=self.tiled_address)
         self._queue_config = worker.write(state / "queue.json")
         describe = QueueConfig(**{**worker.__dict__, "describe_only": True})
         self._lists = (
@@ -163,6 +186,30 @@ class ServiceStack:
                  "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": self.api_key},
             log_path=state / "http-server.log").start()
         self.http_server.wait_ready(self._http_ready, READY_TIMEOUT_S)
+
+    def _start_tiled(self, state: Path) -> None:
+        """Tiled on a new catalog; the runs already in the store written into it."""
+        from vegard.tiled_service import API_KEY_VARIABLE, backfill, client, tiled_command
+
+        self.options.data_dir.mkdir(parents=True, exist_ok=True)
+        port = _port(self.options.host, self.options.tiled_port)
+        self.addresses["tiled"] = f"http://{self.options.host}:{port}"
+        self.tiled = ChildProcess(
+            "Tiled", tiled_command(console_script("tiled"), state, self.options.data_dir,
+                                   self.options.host, port),
+            env={**os.environ, API_KEY_VARIABLE: self.api_key},
+            log_path=state / "tiled.log").start()
+        self.tiled.wait_ready(self._tiled_ready, READY_TIMEOUT_S)
+        self.backfilled = backfill(client(self.tiled_address, self.api_key),
+                                   self.options.data_dir)
+
+    @property
+    def tiled_address(self) -> str:
+        return self.addresses["tiled"].replace("0.0.0.0", "127.0.0.1")
+
+    def _tiled_ready(self) -> bool:
+        return _answers(f"{self.tiled_address}/api/v1/metadata/",
+                        {"Authorization": f"Apikey {self.api_key}"})
 
     def _start_lab(self, state: Path) -> Path:
         """A sim profile's lab, served here; the profile the worker opens."""
@@ -221,14 +268,8 @@ class ServiceStack:
             manager.close()
 
     def _http_ready(self) -> bool:
-        request = urllib.request.Request(
-            f"{self.http_address}/api/status",
-            headers={"Authorization": f"ApiKey {self.api_key}"})
-        try:
-            with urllib.request.urlopen(request, timeout=1.0) as reply:
-                return reply.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        return _answers(f"{self.http_address}/api/status",
+                        {"Authorization": f"ApiKey {self.api_key}"})
 
     @property
     def http_address(self) -> str:
@@ -239,9 +280,9 @@ class ServiceStack:
     def supervise(self, stop: threading.Event, out: TextIO) -> None:
         """Block until `stop`; start the RE Manager again if it exits meanwhile."""
         while not stop.wait(SUPERVISE_PERIOD_S):
-            if self.http_server is not None and not self.http_server.running():
-                raise ServiceFailed(
-                    f"the HTTP server exited:\n{self.http_server.log_tail()}")
+            for child in (self.http_server, self.tiled):
+                if child is not None and not child.running():
+                    raise ServiceFailed(f"{child.name} exited:\n{child.log_tail()}")
             if self.re_manager is not None and not self.re_manager.running():
                 if not self.options.restart_re_manager:
                     raise ServiceFailed(f"the RE Manager exited:\n{self.re_manager.log_tail()}")
@@ -254,7 +295,8 @@ class ServiceStack:
     def stop(self) -> None:
         """Every service stopped, in the reverse order of starting, each even if an
         earlier one failed to stop."""
-        for step in (self._stop_http, self._stop_re_manager, self._stop_lab, self._stop_redis):
+        for step in (self._stop_http, self._stop_re_manager, self._stop_tiled, self._stop_lab,
+                     self._stop_redis):
             try:
                 step()
             except Exception as error:  # keep stopping the others
@@ -294,6 +336,10 @@ class ServiceStack:
         finally:
             manager.close()
 
+    def _stop_tiled(self) -> None:
+        if self.tiled is not None:
+            self.tiled.stop()
+
     def _stop_lab(self) -> None:
         if self._control is not None:
             self._control.stop()
@@ -314,6 +360,7 @@ class ServiceStack:
             f"api-key {self.api_key}",
             f"re-manager pid {self.re_manager.pid}",
             f"http-server pid {self.http_server.pid}",
+            f"tiled-backfilled {len(self.backfilled)}",
             f"export QSERVER_ZMQ_CONTROL_ADDRESS={self.addresses['zmq_control']}",
             f"export QSERVER_ZMQ_INFO_ADDRESS={self.addresses['zmq_info']}",
             f"data-dir {self.options.data_dir}",

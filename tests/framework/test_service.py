@@ -20,20 +20,26 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
+import h5py
+import numpy as np
 import pytest
 from bluesky_queueserver_api import BPlan
 from bluesky_queueserver_api.http import REManagerAPI as HttpManager
 from bluesky_queueserver_api.zmq import REManagerAPI as ZmqManager
+from tiled.client import from_uri
 from variants import protocol_variant
 
 from vegard.instruments.visa_connection import VisaConnection
+from vegard.interactive import open_lab
 from vegard.store.catalog import list_runs
 from vegard.store.documents import load_documents
 
 pytestmark = pytest.mark.slow
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+SIM_PROFILE = REPOSITORY / "configs/profiles/sim.yaml"
 ESM_PROTOCOL = REPOSITORY / "configs/protocols/esm_room_temperature.yaml"
 API_KEY = "0123456789abcdef" * 4
 SPEEDUP = 1000
@@ -49,7 +55,8 @@ class ServedStack:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "vegard.cli", "serve", "--devices", "temperature_stage,afm",
              "--speedup", str(SPEEDUP), "--data-dir", str(data_dir),
-             "--zmq-control-port", "0", "--zmq-info-port", "0", "--http-port", "0"],
+             "--zmq-control-port", "0", "--zmq-info-port", "0", "--http-port", "0",
+             "--tiled-port", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "VEGARD_API_KEY": API_KEY, "PYTHONUNBUFFERED": "1"})
         self.lines: queue.Queue[str] = queue.Queue()
@@ -129,9 +136,32 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    served = ServedStack(tmp_path_factory.mktemp("served") / "store")
+    """The served stack on a run store that already holds one ESM run (to be backfilled)."""
+    folder = tmp_path_factory.mktemp("served")
+    store = folder / "store"
+    with open_lab(SIM_PROFILE, devices=["temperature_stage", "afm"], data_dir=store) as lab:
+        summary = lab.run_protocol(small_esm_protocol(folder / "recorded_before.yaml"))
+    served = ServedStack(store)
+    served.recorded_before = summary["run_uids"][0]
     yield served
     served.stop()
+
+
+def tiled_client(stack):
+    return from_uri(stack.printed["tiled"], api_key=API_KEY)
+
+
+def assert_spectra_served_in_place(run_node, run_path: Path) -> None:
+    """The BE spectra read through Tiled are the run store's HDF5 dataset, not a copy."""
+    spectra = run_node["primary"]["afm-spectra"]
+    with h5py.File(run_path / "arrays" / "afm.h5", "r") as arrays:
+        stored = arrays["/data/afm-spectra"][()]
+    assert spectra.shape == stored.shape and spectra.dtype == stored.dtype
+    np.testing.assert_array_equal(spectra.read(), stored)
+    (source,) = spectra.data_sources()
+    assert source.management == "external"
+    assert [Path(urlparse(asset.data_uri).path) for asset in source.assets] == [
+        run_path / "arrays" / "afm.h5"]
 
 
 def open_environment(manager) -> None:
@@ -178,6 +208,18 @@ def test_protocol_file_and_typed_plan_run_from_the_queue(stack, tmp_path):
     assert start["instrument_clock"]["speedup"] == SPEEDUP  # the served lab's clock
     streams = {doc["name"] for name, doc in documents if name == "descriptor"}
     assert streams == {"primary", "temperature_monitor"}
+
+    tiled = tiled_client(stack)  # both live runs and the one recorded before serving
+    assert {esm_uid, steps_uid, stack.recorded_before} <= set(tiled)
+    assert stack.printed["tiled-backfilled"] == "1"
+    for uid in (esm_uid, steps_uid, stack.recorded_before):
+        assert set(tiled[uid]) == {"primary", "temperature_monitor"}
+    assert tiled[steps_uid]["primary"]["temperature_stage-setpoint_k"].read().tolist() == [
+        300.0, 305.0]
+    assert tiled[esm_uid].metadata["start"]["protocol"] == str(protocol)
+    assert_spectra_served_in_place(tiled[esm_uid], runs[esm_uid].path)
+    assert_spectra_served_in_place(tiled[stack.recorded_before],
+                                   runs[stack.recorded_before].path)
 
 
 def test_a_bad_parameter_is_refused_when_added(stack):
@@ -240,13 +282,16 @@ def test_abort_mid_map_leaves_the_tip_unbiased_and_parked(stack, tmp_path):
 
 
 def test_a_request_without_the_key_is_refused(stack):
-    for headers in ({}, {"Authorization": "ApiKey " + "f" * 64}):
-        request = urllib.request.Request(f"{stack.printed['http']}/api/status",
-                                         headers=headers)
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(request, timeout=10)
-        assert refused.value.code == 401
-    assert stack.http().status()["manager_state"] in ("idle", "executing_queue")
+    for url, scheme in ((f"{stack.printed['http']}/api/status", "ApiKey"),
+                        (f"{stack.printed['tiled']}/api/v1/metadata/", "Apikey")):
+        for headers in ({}, {"Authorization": f"{scheme} " + "f" * 64}):
+            request = urllib.request.Request(url, headers=headers)
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=10)
+            assert refused.value.code == 401, url
+        request = urllib.request.Request(url, headers={"Authorization": f"{scheme} {API_KEY}"})
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert reply.status == 200
 
 
 def test_a_killed_re_manager_comes_back_with_its_queue_and_the_runs_intact(stack):
@@ -292,7 +337,7 @@ def test_sigterm_aborts_the_running_plan_then_leaves_no_process(stack, tmp_path)
         assert time.monotonic() < deadline, "the map never biased the tip"
         time.sleep(0.02)
     children = stack.descendants()
-    assert len(children) >= 4  # redis, the RE Manager's three, the HTTP server
+    assert len(children) >= 5  # redis, the RE Manager's three, HTTP server, Tiled
     assert stack.stop() == 0
     (newest, *_) = list_runs(stack.data_dir)
     assert newest.protocol == str(protocol)
