@@ -90,6 +90,11 @@ def _port(host: str, port: int) -> int:
     return free_port(host) if port == 0 else port
 
 
+def _import_tiled_writer() -> None:
+    import bluesky.callbacks.tiled_writer  # noqa: F401
+    import tiled.client  # noqa: F401
+
+
 def _answers(url: str, headers: dict[str, str]) -> bool:
     """True if `url` answers 200 with these headers."""
     request = urllib.request.Request(url, headers=headers)
@@ -157,7 +162,9 @@ class ServiceStack:
         state = Path(self._state.name)
         self.redis = RedisServer().start()
         self.addresses["redis"] = self.redis.address
-        self._start_tiled(state)
+        self._start_tiled(state)  # it boots while the rest starts
+        warm = threading.Thread(target=_import_tiled_writer, daemon=True)
+        warm.start()  # the backfill's imports, meanwhile
         profile_path = self._start_lab(state)
         self.worker_environment = {**os.environ, **getattr(self, "_client_environment", {}),
                                    TILED_KEY_VARIABLE: self.api_key}
@@ -174,7 +181,7 @@ class ServiceStack:
         host = options.host
         self.addresses["zmq_control"] = f"tcp://{host}:{_port(host, options.zmq_control_port)}"
         self.addresses["zmq_info"] = f"tcp://{host}:{_port(host, options.zmq_info_port)}"
-        self.start_re_manager()
+        self.start_re_manager(wait=False)
         http_port = _port(host, options.http_port)
         self.addresses["http"] = f"http://{host}:{http_port}"
         self.http_server = ChildProcess(
@@ -185,11 +192,13 @@ class ServiceStack:
                  "QSERVER_ZMQ_INFO_ADDRESS": self.addresses["zmq_info"],
                  "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": self.api_key},
             log_path=state / "http-server.log").start()
+        self.re_manager.wait_ready(self._re_manager_ready, READY_TIMEOUT_S)
         self.http_server.wait_ready(self._http_ready, READY_TIMEOUT_S)
+        self._backfill()
 
     def _start_tiled(self, state: Path) -> None:
         """Tiled on a new catalog; the runs already in the store written into it."""
-        from vegard.tiled_service import API_KEY_VARIABLE, backfill, client, tiled_command
+        from vegard.tiled_service import API_KEY_VARIABLE, tiled_command
 
         self.options.data_dir.mkdir(parents=True, exist_ok=True)
         port = _port(self.options.host, self.options.tiled_port)
@@ -199,6 +208,11 @@ class ServiceStack:
                                    self.options.host, port),
             env={**os.environ, API_KEY_VARIABLE: self.api_key},
             log_path=state / "tiled.log").start()
+
+    def _backfill(self) -> None:
+        from vegard.tiled_service import backfill, client
+
+        assert self.tiled is not None
         self.tiled.wait_ready(self._tiled_ready, READY_TIMEOUT_S)
         self.backfilled = backfill(client(self.tiled_address, self.api_key),
                                    self.options.data_dir)
@@ -236,7 +250,7 @@ class ServiceStack:
             sort_keys=False))
         return path
 
-    def start_re_manager(self) -> None:
+    def start_re_manager(self, wait: bool = True) -> None:
         state = Path(self._state.name)  # type: ignore[union-attr]
         existing, permissions = self._lists
         assert self.redis is not None
@@ -252,7 +266,8 @@ class ServiceStack:
              "--console-output", "OFF"],
             env={**self.worker_environment, CONFIG_VARIABLE: str(self._queue_config)},
             log_path=state / "re-manager.log").start()
-        self.re_manager.wait_ready(self._re_manager_ready, READY_TIMEOUT_S)
+        if wait:
+            self.re_manager.wait_ready(self._re_manager_ready, READY_TIMEOUT_S)
 
     def _re_manager_ready(self) -> bool:
         from bluesky_queueserver_api.zmq import REManagerAPI
@@ -295,7 +310,7 @@ class ServiceStack:
     def stop(self) -> None:
         """Every service stopped, in the reverse order of starting, each even if an
         earlier one failed to stop."""
-        for step in (self._stop_http, self._stop_re_manager, self._stop_tiled, self._stop_lab,
+        for step in (self._abort_before_stopping, self._stop_children, self._stop_lab,
                      self._stop_redis):
             try:
                 step()
@@ -305,15 +320,18 @@ class ServiceStack:
             shutil.rmtree(self._state.name, ignore_errors=True)
             self._state = None
 
-    def _stop_http(self) -> None:
-        if self.http_server is not None:
-            self.http_server.stop()
+    def _abort_before_stopping(self) -> None:
+        if self.re_manager is not None and self.re_manager.running():
+            self._abort_running_plan()
 
-    def _stop_re_manager(self) -> None:
-        if self.re_manager is not None:
-            if self.re_manager.running():
-                self._abort_running_plan()
-            self.re_manager.stop()
+    def _stop_children(self) -> None:
+        """The HTTP server, the RE Manager and Tiled told to stop at once, then awaited."""
+        children = [child for child in (self.http_server, self.re_manager, self.tiled)
+                    if child is not None]
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait_stopped()
 
     def _abort_running_plan(self) -> None:
         """A plan still running when the service stops is aborted through the queue server,

@@ -81,15 +81,22 @@ class ChildProcess:
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM to the leader (it stops its own children), then SIGKILL to whatever of
         its group is left."""
+        self.terminate()
+        self.wait_stopped(grace_s)
+
+    def terminate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait_stopped(self, grace_s: float = 10.0) -> None:
+        """Wait for the leader and its group; SIGKILL what is left after `grace_s`."""
         if self.process is None:
             return
         pgid = self.process.pid
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
+        try:
+            self.process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
         deadline = time.monotonic() + grace_s
         while group_alive(pgid) and time.monotonic() < deadline:
             time.sleep(POLL_S)
