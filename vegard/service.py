@@ -1,19 +1,25 @@
-"""`vegard serve`: the facility layer on one machine — Redis, the RE Manager, the HTTP server.
+"""`vegard serve`: the facility layer on one machine — Redis, the RE Manager, the HTTP
+server and Tiled.
 
-Started in this order, stopped in the reverse one, all on 127.0.0.1 unless `--host` and
-`--allow-remote` say otherwise (the rule of `vegard sim serve`):
+All on 127.0.0.1 unless `--host` and `--allow-remote` say otherwise (the rule of
+`vegard sim serve`; Redis and the simulators stay on loopback either way). Started:
 
 1. Redis (`vegard.redis_server`): the queue and the history live there, so they outlive
    an RE Manager that dies; `vegard serve` starts a new RE Manager on the same Redis.
-2. For a sim profile, the simulated lab in this process, wall-paced (`--speedup`), with
+2. Tiled (`vegard.tiled_service`), which boots while the rest starts and is waited for
+   last, when the runs already in the store are backfilled into it.
+3. For a sim profile, the simulated lab in this process, wall-paced (`--speedup`), with
    its control port; the worker opens a *served* profile (the devices at the served
    simulators, the clock following the lab's), written to the state directory.
-3. The generated lists (`vegard.queue_lists`) and the RE Manager with the startup module
-   `vegard.queue_startup`.
-4. bluesky-httpserver in front of it with a single-user API key.
+4. The generated lists (`vegard.queue_lists`) and the RE Manager with the startup module
+   `vegard.queue_startup`; bluesky-httpserver in front of it with a single-user API key
+   (the same key as Tiled's).
 
-Everything the services need on disk (profiles, lists, logs) is in a temporary state
-directory, removed on exit; the run store is the data directory, as for `vegard run`.
+Stopped on SIGTERM or Ctrl-C: a running plan is aborted through the queue server (its
+clean-up makes the instruments safe), then the HTTP server, the RE Manager and Tiled,
+then the lab and Redis. Everything the services need on disk (profiles, lists, Tiled's
+catalog, logs) is in a temporary state directory, removed on exit; the run store is the
+data directory, as for `vegard run`.
 """
 
 from __future__ import annotations
