@@ -6,6 +6,7 @@ the ground truth. Both are read over the same kind of loopback SCPI socket:
 
     CLOCK?               <instrument_time_s>,<speedup>   (Python float repr)
     TRUTH? <instrument>  the instrument's ground truth as one line of JSON
+    SAFE? <instrument>   its safe state as its model knows it (`SimulatedLab.safe_state`)
     INST?                name=VISA address,...
 """
 
@@ -36,6 +37,8 @@ class ServedLab(Protocol):
 
     def ground_truth(self) -> dict[str, dict[str, object]]: ...
 
+    def safe_state(self) -> dict[str, dict[str, object]]: ...
+
 
 class SimControl(Instrument):
     """Answers clock, ground-truth and address queries about a running lab."""
@@ -48,18 +51,26 @@ class SimControl(Instrument):
         self.register("CLOCK?", self._query_clock)
         self.register("TRUTH?", self._query_truth)
         self.register("INST?", self._query_instruments)
+        self.register("SAFE?", self._query_safe_state)
 
     def _query_clock(self, arguments: list[str]) -> str:
         state = self.clock.state()
         return f"{state.instrument_time_s!r},{state.speedup!r}"
 
     def _query_truth(self, arguments: list[str]) -> str:
+        return self._one_instrument(arguments, self.lab.ground_truth())
+
+    def _query_safe_state(self, arguments: list[str]) -> str:
+        return self._one_instrument(arguments, self.lab.safe_state())
+
+    @staticmethod
+    def _one_instrument(arguments: list[str], by_instrument: dict[str, dict[str, object]]
+                        ) -> str:
         require_arguments(arguments, 1)
-        truth = self.lab.ground_truth()
         name = arguments[0].strip().strip('"').lower()
-        if name not in truth:
+        if name not in by_instrument:
             raise ScpiError(ILLEGAL_PARAMETER_VALUE, f"no simulated instrument {name!r}")
-        return json.dumps(truth[name], separators=(",", ":"))
+        return json.dumps(by_instrument[name], separators=(",", ":"))
 
     def _query_instruments(self, arguments: list[str]) -> str:
         return ",".join(f"{name}={address}" for name, address in self.lab.addresses.items())

@@ -7,6 +7,7 @@
     vegard replay UID [--json]
     vegard sim serve [--profile P] [--set ...] [--host H --allow-remote]
     vegard sim params [--profile P] [--set ...] [--json]
+    vegard serve [--profile P] [--devices a,b] [--speedup S] [--host H --allow-remote]
 
 Errors exit non-zero with one line per problem and no traceback (unless
 --debug). With --json the last line of stdout is exactly one JSON object.
@@ -187,6 +188,43 @@ def _sim_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port_argument(field: str, value: int) -> int:
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"{field} = {value!r} is not valid: allowed: 0 (a free port) … 65535")
+    return value
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from vegard.service import ServeOptions, serve
+    from vegard.simulators.serve import RemoteHostRefused, check_serve_host
+
+    try:  # before anything is built or bound
+        check_serve_host(args.host, args.allow_remote)
+    except RemoteHostRefused as refused:
+        print(f"vegard: {refused}", file=sys.stderr)
+        return 2
+    if args.speedup is not None and not 0 < args.speedup <= 1_000_000:
+        raise ConfigError(f"--speedup = {args.speedup!r} is not valid: allowed: 0 < value "
+                          "<= 1000000")
+    devices = None
+    if args.devices is not None:
+        devices = [name.strip() for name in args.devices.split(",") if name.strip()]
+        if not devices:
+            raise ConfigError(f"--devices = {args.devices!r} is not valid: allowed: "
+                              "comma-separated device names of the profile")
+    options = ServeOptions(
+        profile_path=Path(args.profile) if args.profile else default_sim_profile(),
+        data_dir=data_directory(args.data_dir), devices=devices, speedup=args.speedup,
+        simulator_overrides=args.set or [], host=args.host, allow_remote=args.allow_remote,
+        zmq_control_port=_port_argument("--zmq-control-port", args.zmq_control_port),
+        zmq_info_port=_port_argument("--zmq-info-port", args.zmq_info_port),
+        http_port=_port_argument("--http-port", args.http_port),
+        tiled_port=_port_argument("--tiled-port", args.tiled_port),
+    )
+    serve(options)
+    return 0
+
+
 def _sim_params(args: argparse.Namespace) -> int:
     from vegard.simulators.parameters import parameter_table
 
@@ -270,7 +308,25 @@ def build_parser() -> argparse.ArgumentParser:
     simulator_options(sub)
     sub.add_argument("--json", action="store_true", help="print one JSON object")
     sub.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    add_serve_parser(commands, common, simulator_options)
     return parser
+
+
+def add_serve_parser(commands, common, simulator_options) -> None:
+    from vegard.service import DEFAULT_PORTS
+
+    sub = commands.add_parser(
+        "serve", help="queue server (Redis, RE Manager) and HTTP server on loopback")
+    simulator_options(sub)
+    sub.add_argument("--devices", help="comma-separated profile devices to serve (default all)")
+    sub.add_argument("--host", default="127.0.0.1",
+                     help="address the 0MQ and HTTP servers bind to (default 127.0.0.1)")
+    sub.add_argument("--allow-remote", action="store_true",
+                     help="allow a non-loopback --host (the queue becomes reachable)")
+    for name, port in DEFAULT_PORTS.items():
+        sub.add_argument(f"--{name.replace('_', '-')}", type=int, default=port,
+                         help=f"(default {port}; 0: a free port)")
+    common(sub, json_flag=False)
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -282,6 +338,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return _runs(args)
     if args.command == "replay":
         return _replay(args)
+    if args.command == "serve":
+        return _serve(args)
     if args.sim_command == "serve":
         return _sim_serve(args)
     return _sim_params(args)

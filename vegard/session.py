@@ -217,13 +217,10 @@ class Session:
         wall_start_s = time.monotonic()
         first_span = len(self._run_spans_s)
         first_status = len(self._statuses)
-        analyses = kind.analyses(lambda uid: run_directory(self.data_dir, uid) / "figures")
+        analyses = self.protocol_analyses(protocol)
         tokens = [run_engine.subscribe(analysis) for analysis in analyses]
         try:
-            metadata = session_metadata(
-                protocol, protocol_path, self.profile, dry_run=self.dry_run, clock=self.clock)
-            devices = {role: self.devices[name] for role, name in bench.names.items()}
-            plan = kind.plan(protocol, devices, bench, metadata)
+            plan = self.protocol_plan(protocol, protocol_path, bench)
             uids, exit_status, reason = self._run(run_engine, plan, first_status)
         finally:
             for token in tokens:
@@ -259,6 +256,19 @@ class Session:
             if truth_file is not None:
                 summary["ground_truth_file"] = str(truth_file)
         return RunOutcome(summary=summary, exit_status=exit_status, reason=reason)
+
+    def protocol_analyses(self, protocol: Protocol) -> list[Any]:
+        """The protocol kind's analysis callbacks, drawing into each run's `figures/`."""
+        return protocol_kind(protocol).analyses(
+            lambda uid: run_directory(self.data_dir, uid) / "figures")
+
+    def protocol_plan(self, protocol: Protocol, protocol_path: Path, bench: Bench):
+        """The checked protocol's plan on this session's devices, with the session's start
+        metadata (what `vegard run` runs, and what the queue server's `run_protocol` runs)."""
+        metadata = session_metadata(
+            protocol, protocol_path, self.profile, dry_run=self.dry_run, clock=self.clock)
+        devices = {role: self.devices[name] for role, name in bench.names.items()}
+        return protocol_kind(protocol).plan(protocol, devices, bench, metadata)
 
     def close(self) -> None:
         """Devices closed, simulators stopped (each step even if an earlier one failed)."""

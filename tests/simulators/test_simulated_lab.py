@@ -110,6 +110,9 @@ def test_control_port_reports_clock_truth_and_addresses(lab, connect) -> None:
         assert listed == lab.addresses
         client.expect_no_reply("TRUTH? levitator")
         assert client.query("SYST:ERR?").startswith("-224,")
+        safe = json.loads(client.query("SAFE? afm"))
+        assert safe == json.loads(json.dumps(lab.safe_state()["afm"]))
+        assert safe["safe"] is True  # nothing has biased the tip
 
 
 def test_serve_forever_prints_addresses_and_stops_cleanly() -> None:
