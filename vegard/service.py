@@ -67,7 +67,6 @@ READY_TIMEOUT_S = 120.0
 """Wall time a service gets to come up (imports, connecting the instruments)."""
 SUPERVISE_PERIOD_S = 0.2
 SHUTDOWN_ABORT_TIMEOUT_S = 30.0
-SHUTDOWN_REQUEST_TIMEOUT_S = 10.0
 """Wall time a running plan gets to abort and clean up when the service stops."""
 API_KEY_VARIABLE = "VEGARD_API_KEY"
 """Where `vegard serve` takes the HTTP server's API key from (else it makes one)."""
@@ -346,22 +345,24 @@ class ServiceStack:
         from bluesky_queueserver_api.zmq import REManagerAPI
 
         manager = REManagerAPI(zmq_control_addr=self.addresses["zmq_control"],
-                               timeout_recv=SHUTDOWN_REQUEST_TIMEOUT_S)
+                               timeout_recv=2.0)
         try:
-            state = manager.status(reload=True).get("re_state")
-            if state in ("running", "pausing"):
+            state = manager.status().get("re_state")
+            if state == "running":
                 manager.re_pause(option="immediate")
                 manager.wait_for_idle_or_paused(timeout=SHUTDOWN_ABORT_TIMEOUT_S)
-                state = manager.status(reload=True).get("re_state")
+                state = manager.status().get("re_state")
             if state == "paused":
                 manager.re_abort()
                 manager.wait_for_idle(timeout=SHUTDOWN_ABORT_TIMEOUT_S)
-                print("vegard serve: aborted the running plan", file=sys.stderr)
         except Exception as error:  # a dead or stuck manager: the group is killed next
-            print(f"vegard serve: could not abort the running plan: {error!r}",
-                  file=sys.stderr)
+            print(f"vegard serve: could not abort the running plan: {error}", file=sys.stderr)
         finally:
             manager.close()
+
+    def _stop_tiled(self) -> None:
+        if self.tiled is not None:
+            self.tiled.stop()
 
     def _stop_lab(self) -> None:
         if self._control is not None:

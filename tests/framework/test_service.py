@@ -189,37 +189,6 @@ def small_esm_protocol(path: Path, lines: int = 8, averages: int = 2) -> Path:
         excitation={"averages": averages}, temperature_stage={"settle_time_s": 10})
 
 
-def test_a_killed_re_manager_comes_back_with_its_queue_and_the_runs_intact(stack):
-    manager = stack.http()
-    runs_before = {run.uid: run for run in list_runs(stack.data_dir)}
-    assert stack.recorded_before in runs_before  # recorded before serving, in Tiled
-    manager.queue_clear()
-    for temperature_k in (300.0, 302.0):
-        manager.item_add(BPlan("temperature_steps", temperatures_k=[temperature_k]))
-    queued = [item["item_uid"] for item in manager.queue_get()["items"]]
-    first_pid = stack.re_manager_pids[-1]
-    os.killpg(first_pid, signal.SIGKILL)  # watchdog, manager and worker at once
-    stack.wait_for_line("re-manager pid", STARTUP_TIMEOUT_S)
-    assert stack.re_manager_pids[-1] != first_pid
-    after = stack.http()
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while True:
-        try:
-            items = after.queue_get()["items"]
-            break
-        except Exception:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-    assert [item["item_uid"] for item in items] == queued  # kept in Redis
-    assert after.status()["items_in_queue"] == len(queued)
-    runs_after = {run.uid: run for run in list_runs(stack.data_dir)}
-    for uid, run in runs_before.items():
-        assert runs_after[uid].status == run.status
-        assert runs_after[uid].num_events == run.num_events
-    assert set(runs_before) <= set(tiled_client(stack))
-    after.queue_clear()
-
-
 def test_protocol_file_and_typed_plan_run_from_the_queue(stack, tmp_path):
     manager = stack.http()
     open_environment(manager)
@@ -293,7 +262,7 @@ def test_two_clients_adding_at_once_both_run_in_queue_order(stack):
 def test_abort_mid_map_leaves_the_tip_unbiased_and_parked(stack, tmp_path):
     manager = stack.http()
     open_environment(manager)
-    protocol = small_esm_protocol(tmp_path / "esm_long.yaml", lines=256, averages=400)
+    protocol = small_esm_protocol(tmp_path / "esm_long.yaml", lines=256, averages=50)
     manager.item_add(BPlan("run_protocol", str(protocol)))
     manager.queue_start()
     deadline = time.monotonic() + RUN_TIMEOUT_S
@@ -330,10 +299,41 @@ def test_a_request_without_the_key_is_refused(stack):
             assert reply.status == 200
 
 
+def test_a_killed_re_manager_comes_back_with_its_queue_and_the_runs_intact(stack):
+    manager = stack.http()
+    runs_before = {run.uid: run for run in list_runs(stack.data_dir)}
+    assert runs_before  # the runs recorded by the tests above
+    manager.queue_clear()
+    for temperature_k in (300.0, 302.0):
+        manager.item_add(BPlan("temperature_steps", temperatures_k=[temperature_k]))
+    queued = [item["item_uid"] for item in manager.queue_get()["items"]]
+    first_pid = stack.re_manager_pids[-1]
+    os.killpg(first_pid, signal.SIGKILL)  # watchdog, manager and worker at once
+    stack.wait_for_line("re-manager pid", STARTUP_TIMEOUT_S)
+    assert stack.re_manager_pids[-1] != first_pid
+    after = stack.http()
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        try:
+            items = after.queue_get()["items"]
+            break
+        except Exception:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert [item["item_uid"] for item in items] == queued  # kept in Redis
+    assert after.status()["items_in_queue"] == len(queued)
+    runs_after = {run.uid: run for run in list_runs(stack.data_dir)}
+    for uid, run in runs_before.items():
+        assert runs_after[uid].status == run.status
+        assert runs_after[uid].num_events == run.num_events
+    assert set(runs_before) <= set(tiled_client(stack))
+    after.queue_clear()
+
+
 def test_sigterm_aborts_the_running_plan_then_leaves_no_process(stack, tmp_path):
     manager = stack.http()
     open_environment(manager)
-    protocol = small_esm_protocol(tmp_path / "esm_long.yaml", lines=256, averages=400)
+    protocol = small_esm_protocol(tmp_path / "esm_long.yaml", lines=256, averages=50)
     manager.item_add(BPlan("run_protocol", str(protocol)))
     manager.queue_start()
     deadline = time.monotonic() + RUN_TIMEOUT_S
@@ -342,10 +342,10 @@ def test_sigterm_aborts_the_running_plan_then_leaves_no_process(stack, tmp_path)
         time.sleep(0.02)
     children = stack.descendants()
     assert len(children) >= 5  # redis, the RE Manager's three, HTTP server, Tiled
-    assert stack.stop() == 0, stack.process.stderr.read()
+    assert stack.stop() == 0
     (newest, *_) = list_runs(stack.data_dir)
     assert newest.protocol == str(protocol)
-    assert newest.status == "abort", stack.process.stderr.read()  # closed, not cut off
+    assert newest.status == "abort"  # closed by the plan's clean-up, not cut off
     left = [pid for pid in children if alive(pid)]
     assert not left, left
     for pid in stack.re_manager_pids:
