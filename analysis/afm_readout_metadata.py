@@ -8,31 +8,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from .run_metadata import StartKey
-
-
-class PointGridMetadata(StartKey):
-    """Where the points of a grid are, and which detector's keys carry them."""
-
-    KEY: ClassVar[str] = "point_grid"
-    device: str
-    """The detector's name (`<afm>-cpd_transient`, `<afm>-iv_curve`): its data keys' prefix."""
-    points_x: int = Field(ge=1)
-    points_y: int = Field(ge=1)
-    width_nm: float = Field(ge=0)
-    height_nm: float = Field(ge=0)
-    center_x_nm: float = 0.0
-    center_y_nm: float = 0.0
-    stream: str = "primary"
-
-    def extent_nm(self) -> tuple[float, float, float, float]:
-        half_w, half_h = 0.5 * self.width_nm, 0.5 * self.height_nm
-        x0, y0 = self.center_x_nm, self.center_y_nm
-        return (x0 - half_w, x0 + half_w, y0 - half_h, y0 + half_h)
-
-    @property
-    def points(self) -> int:
-        return self.points_x * self.points_y
+from .run_metadata import PointGridMetadata
 
 
 class TrKpfmMetadata(PointGridMetadata):

@@ -8,30 +8,15 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from .run_metadata import StartKey
+from .run_metadata import PointGridMetadata
 
 
-class _PointGrid(StartKey):
-    """Where the points of a spectroscopy grid are and whose data keys carry them."""
+class _PointGrid(PointGridMetadata):
+    """A BE point grid: the read excitation and the length of one read."""
 
-    device: str
-    """The detector's name (`<afm>-forc_sweep`, `<afm>-relaxation`): its data-key prefix."""
-    points_x: int = Field(ge=1)
-    points_y: int = Field(ge=1)
-    width_nm: float = Field(ge=0)
-    height_nm: float = Field(ge=0)
-    center_x_nm: float = 0.0
-    center_y_nm: float = 0.0
     u_ac_v: float
     step_duration_s: float = Field(gt=0)
     """One BE spectrum (chirp × averages): the length of a sweep step."""
-    stream: str = "primary"
-
-    def extent_nm(self) -> tuple[float, float, float, float]:
-        """(x_left, x_right, y_bottom, y_top) of the grid's cells."""
-        half_w, half_h = 0.5 * self.width_nm, 0.5 * self.height_nm
-        x0, y0 = self.center_x_nm, self.center_y_nm
-        return (x0 - half_w, x0 + half_w, y0 - half_h, y0 + half_h)
 
 
 class ForcMetadata(_PointGrid):

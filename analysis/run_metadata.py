@@ -64,23 +64,18 @@ class EsmMapMetadata(StartKey):
         return (x0 - half_w, x0 + half_w, y0 - half_h, y0 + half_h)
 
 
-class BeSpectroscopyMetadata(StartKey):
-    """What the loop analysis needs to place each point's sweep of a spectroscopy grid."""
+class PointGridMetadata(StartKey):
+    """Where the points of a spectroscopy grid are, and which detector's keys carry them:
+    the part every point-spectroscopy contract shares (BE, FORC, relaxation, tr-KPFM, c-AFM)."""
 
-    KEY: ClassVar[str] = "be_spectroscopy"
     device: str
-    """The sweep detector's name (`<afm>-voltage_sweep`): the prefix of its data keys."""
+    """The detector's name (`<afm>-voltage_sweep`, `<afm>-iv_curve`, ...): its data keys' prefix."""
     points_x: int = Field(ge=1)
     points_y: int = Field(ge=1)
     width_nm: float = Field(ge=0)
     height_nm: float = Field(ge=0)
     center_x_nm: float = 0.0
     center_y_nm: float = 0.0
-    dc_bias_v: list[float]
-    """The write biases of one cycle, in the order swept."""
-    cycles: int = Field(ge=1)
-    read_bias_v: float = 0.0
-    u_ac_v: float
     stream: str = "primary"
 
     def extent_nm(self) -> tuple[float, float, float, float]:
@@ -88,6 +83,21 @@ class BeSpectroscopyMetadata(StartKey):
         half_w, half_h = 0.5 * self.width_nm, 0.5 * self.height_nm
         x0, y0 = self.center_x_nm, self.center_y_nm
         return (x0 - half_w, x0 + half_w, y0 - half_h, y0 + half_h)
+
+    @property
+    def points(self) -> int:
+        return self.points_x * self.points_y
+
+
+class BeSpectroscopyMetadata(PointGridMetadata):
+    """What the loop analysis needs to place each point's sweep of a spectroscopy grid."""
+
+    KEY: ClassVar[str] = "be_spectroscopy"
+    dc_bias_v: list[float]
+    """The write biases of one cycle, in the order swept."""
+    cycles: int = Field(ge=1)
+    read_bias_v: float = 0.0
+    u_ac_v: float
 
 
 class DriftTrackingMetadata(StartKey):
