@@ -403,7 +403,8 @@ class EelsLineAnalysis(DocumentRouter):
 
     `figures_for(run_uid)` is the folder for the figures (None: none drawn); `run_path_for(
     run_uid)` the run's folder, where array files are looked for if their stored paths moved.
-    `run_paper` False skips the paper's pipeline (seconds per line).
+    `run_paper` False skips the paper's pipeline (seconds per line); so does a start
+    document whose protocol settings say `analysis: {paper_pipeline: false}`.
 
     `.result` (at stop; plain JSON, NaN → None; every key always present, see
     `empty_result`): the robust pipeline's summary (`ldo_boundary_shift_mev` with its stderr
@@ -448,6 +449,8 @@ class EelsLineAnalysis(DocumentRouter):
             return
         self._uid = doc["uid"]
         self._metadata = EelsLineMetadata.of(doc)
+        chosen = ((doc.get("protocol_settings") or {}).get("analysis") or {})
+        self._run_paper = self.run_paper and bool(chosen.get("paper_pipeline", True))
         det = self._metadata.detector
         self._keys = {f"{det}-camera-{k}": k for k in ("spectra", "energy_axis_mev",
                                                         "haadf_counts")}
@@ -505,7 +508,7 @@ class EelsLineAnalysis(DocumentRouter):
             return
         self._filler.close()
         try:
-            analysis = analyse_line(self._aloof(), self._passes, run_paper=self.run_paper,
+            analysis = analyse_line(self._aloof(), self._passes, run_paper=self._run_paper,
                                     core_background_window_ev=self.core_background_window_ev)
         except Exception as error:  # the analysis of a recorded run must always report
             analysis = LineAnalysis(empty_result(), None, None, None, None, None)

@@ -12,6 +12,7 @@ from vegard.registry import Bench, ProtocolKind
 from .eels_settings import (
     STEM_DRIVER,
     AloofSpectrum,
+    LineAnalysisSettings,
     LineScan,
     Registration,
     SaturationGuard,
@@ -32,6 +33,7 @@ class EelsGrainBoundaryProtocol(ProtocolSettings):
     core_loss: SpectrometerPass
     registration: Registration = Registration()
     saturation: SaturationGuard = SaturationGuard()
+    analysis: LineAnalysisSettings = LineAnalysisSettings()
 
     def passes(self) -> dict[str, SpectrometerPass]:
         return {name: getattr(self, name) for name in PASSES}

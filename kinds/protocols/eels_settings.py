@@ -89,6 +89,13 @@ class SaturationGuard(StrictModel):
     """Largest peak count allowed, as a fraction of the camera's saturation level."""
 
 
+class LineAnalysisSettings(StrictModel):
+    """Choices of the live analysis (read back from the start document, so replay agrees)."""
+
+    paper_pipeline: bool = True
+    """Also fit every pixel the way the paper did, for comparison (seconds per line)."""
+
+
 def within_field_of_view(name: str, position_nm: PositionNm, line: LineScan, path: Path) -> None:
     half_nm = line.field_of_view_nm / 2
     for axis, value in zip("xy", position_nm, strict=True):
