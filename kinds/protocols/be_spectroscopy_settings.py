@@ -7,7 +7,6 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 
-from vegard.config.errors import ConfigError
 from vegard.config.models import StrictModel
 from vegard.registry import Bench
 
@@ -50,26 +49,15 @@ class SpectroscopyExcitation(ExcitationSettings):
 
 def check_spectroscopy(protocol, bench: Bench, path: Path) -> None:
     """Peak tip bias (sweep + AC) and the grid within the profile's AFM limits."""
-    afm = bench.settings["afm"]
+    from .point_spectroscopy_checks import check_grid, check_tip_bias
+
     sweep, drive_v = protocol.sweep, protocol.excitation.drive_amplitude_v
-    write_v = abs(sweep.offset_v) + sweep.amplitude_v
-    for fields, peak_v in (
+    check_tip_bias(bench, path, [
         ("|sweep.offset_v| + sweep.amplitude_v + excitation.drive_amplitude_v",
-         write_v + drive_v),
+         abs(sweep.offset_v) + sweep.amplitude_v + drive_v),
         ("|sweep.read_bias_v| + excitation.drive_amplitude_v", abs(sweep.read_bias_v) + drive_v),
-    ):
-        if peak_v > afm.maximum_bias_v:
-            raise ConfigError(
-                f"{path}: {fields} = {peak_v:g} V is not valid: allowed: ≤ "
-                f"{afm.maximum_bias_v:g} V ({bench.where('afm', 'maximum_bias_v')})")
-    half_range_nm = afm.scan_range_nm / 2
-    grid = protocol.grid
-    for axis, center, size in zip("xy", grid.center_nm, grid.size_nm, strict=True):
-        reach_nm = abs(center) + size / 2
-        if reach_nm > half_range_nm:
-            raise ConfigError(
-                f"{path}: grid {axis}: |center| + size/2 = {reach_nm:g} nm is not valid: "
-                f"allowed: ≤ {half_range_nm:g} nm (scanner range of profile {bench.profile!r})")
+    ])
+    check_grid(protocol.grid, bench, path)
 
 
 def settings_of(protocol):

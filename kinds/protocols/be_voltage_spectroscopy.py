@@ -16,6 +16,12 @@ from .be_spectroscopy_settings import (
     settings_of,
 )
 from .esm_settings import AFM_DRIVER
+from .point_spectroscopy_checks import (
+    compare,
+    grid_summary_lines,
+    nearest_truth,
+    no_canned_readings,
+)
 
 ROLE = "afm"
 TRUTH_QUANTITIES = ("coercive_voltage_negative_v", "coercive_voltage_positive_v",
@@ -52,8 +58,6 @@ def analyses(figures_for):
 def ground_truth(lab: Any, names: dict[str, str], analysis: dict[str, Any]) -> dict[str, Any]:
     """The simulator's truth at each analysed point (the last sweep taken nearest to it),
     and the analysis's rms errors against it over the points it fitted."""
-    import numpy as np
-
     model = lab.models.get(names[ROLE])
     per_point = (analysis or {}).get("per_point") or {}
     if model is None or not per_point:
@@ -61,62 +65,30 @@ def ground_truth(lab: Any, names: dict[str, str], analysis: dict[str, Any]) -> d
     sweeps = model.sweep_truth()
     if not sweeps:
         return {}
-    x = np.array([np.nan if v is None else v for v in per_point["x_nm"]])
-    y = np.array([np.nan if v is None else v for v in per_point["y_nm"]])
-    distance = np.hypot(x[:, None] - sweeps["sample_x_nm"][None, :],
-                        y[:, None] - sweeps["sample_y_nm"][None, :])
-    # the last sweep at the smallest distance (a point taken again is analysed by its last)
-    nearest = distance.shape[1] - 1 - np.argmin(np.where(
-        np.isfinite(distance), distance, np.inf)[:, ::-1], axis=1)
-    measured = np.isfinite(x)
-    truth = {name: np.where(measured, sweeps[name][nearest], np.nan)
-             for name in TRUTH_QUANTITIES}
+    truth = nearest_truth(per_point, sweeps, TRUTH_QUANTITIES)
     truth["imprint_v"] = 0.5 * (truth["coercive_voltage_negative_v"]
                                 + truth["coercive_voltage_positive_v"])
-    result: dict[str, Any] = {"per_point": {
-        name: [None if not np.isfinite(v) else float(v) for v in values]
-        for name, values in truth.items()}}
-    for name, values in truth.items():
-        measured_values = np.array([np.nan if v is None else v for v in per_point[name]])
-        error = measured_values - values
-        error = error[np.isfinite(error)]
-        result[f"{name}_mean"] = float(np.nanmean(values)) if measured.any() else None
-        result[f"{name}_rms_error"] = float(np.sqrt(np.mean(error**2))) if error.size else None
+    result = compare(per_point, truth)
     return {"be_spectroscopy": result,
             "arrays": {f"be_spectroscopy.{name}": values for name, values in truth.items()}}
 
 
-SUMMARY = {
-    "coercive_voltage_negative_v_mean": ("V− (coercive, mean)", "V"),
-    "coercive_voltage_positive_v_mean": ("V+ (coercive, mean)", "V"),
-    "imprint_v_mean": ("imprint (mean)", "V"),
-    "switchable_response_pm_mean": ("switchable response (mean)", "pm"),
-    "loop_area_pm_v_mean": ("loop area (mean)", "pm·V"),
-    "r_squared_mean": ("loop fit r² (mean)", ""),
-}
+SUMMARY = (
+    ("coercive_voltage_negative_v_mean", "V− (coercive, mean)", "V"),
+    ("coercive_voltage_positive_v_mean", "V+ (coercive, mean)", "V"),
+    ("imprint_v_mean", "imprint (mean)", "V"),
+    ("switchable_response_pm_mean", "switchable response (mean)", "pm"),
+    ("loop_area_pm_v_mean", "loop area (mean)", "pm·V"),
+    ("r_squared_mean", "loop fit r² (mean)", ""),
+)
 
 
 def summary_lines(analysis: dict[str, Any]) -> list[str]:
-    lines = []
-    if isinstance(analysis.get("points"), int):
-        lines.append(f"  {'points fitted':<34} {analysis.get('points_fitted', 0)}"
-                     f"/{analysis['points']}")
-    for key, (label, unit) in SUMMARY.items():
-        value = analysis.get(key)
-        if isinstance(value, int | float):
-            lines.append(f"  {label:<34} {value:.4g} {unit}".rstrip())
-    return lines
-
-
-def canned_readings(protocol: BeVoltageSpectroscopyProtocol, bench: Bench):
-    """`vegard check`: the plan decides on nothing it reads."""
-    from vegard.plan_check import CannedReadings
-
-    return CannedReadings()
+    return grid_summary_lines(analysis, SUMMARY)
 
 
 KIND = ProtocolKind(
     name="be_voltage_spectroscopy", model=BeVoltageSpectroscopyProtocol, roles=roles,
     check=check, plan=plan, analyses=analyses, summary_lines=summary_lines,
-    ground_truth=ground_truth, canned_readings=canned_readings,
+    ground_truth=ground_truth, canned_readings=no_canned_readings,
 )

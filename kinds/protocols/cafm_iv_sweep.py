@@ -10,15 +10,16 @@ from pydantic import Field, field_validator, model_validator
 from vegard.config.models import ProtocolSettings, StrictModel
 from vegard.registry import Bench, ProtocolKind
 
-from .afm_readout_settings import (
-    check_grid,
-    check_peak_bias,
-    nearest_truth,
-    scan_area,
-    summary_line,
-)
 from .be_spectroscopy_settings import SpectroscopyGrid
 from .esm_settings import AFM_DRIVER
+from .point_spectroscopy_checks import (
+    check_grid,
+    check_tip_bias,
+    grid_summary_lines,
+    nearest_truth,
+    no_canned_readings,
+    scan_area,
+)
 
 ROLE = "afm"
 
@@ -64,9 +65,9 @@ def roles(protocol: CafmIvSweepProtocol) -> dict[str, str]:
 
 def check(protocol: CafmIvSweepProtocol, bench: Bench, path: Path) -> None:
     sweep = protocol.sweep
-    check_peak_bias(path, bench, "|sweep.offset_v| + sweep.amplitude_v",
-                    abs(sweep.offset_v) + sweep.amplitude_v)
-    check_grid(path, bench, protocol.grid)
+    check_tip_bias(bench, path, [("|sweep.offset_v| + sweep.amplitude_v",
+                                  abs(sweep.offset_v) + sweep.amplitude_v)])
+    check_grid(protocol.grid, bench, path)
 
 
 def settings_of(protocol: CafmIvSweepProtocol):
@@ -124,35 +125,24 @@ def ground_truth(lab: Any, names: dict[str, str], analysis: dict[str, Any]) -> d
             "arrays": {f"cafm_iv.{name}": values for name, values in truth.items()}}
 
 
+SUMMARY = (
+    ("set_threshold_v_mean", "set threshold (mean)", "V"),
+    ("reset_threshold_v_mean", "reset threshold (mean)", "V"),
+    ("loop_area_na_v_mean", "I-V loop area (mean)", "nA·V"),
+    ("lobe_area_na_v_mean", "I-V lobe area, C·dV/dt removed", "nA·V"),
+    ("switched_conductance_ns_mean", "switched conductance ΔG (mean)", "nS"),
+    ("stray_capacitance_pf_mean", "stray capacitance (mean)", "pF"),
+    ("sweep_step_v", "sweep step", "V"),
+    ("saturated_samples", "samples at amplifier full scale", ""),
+)
+
+
 def summary_lines(analysis: dict[str, Any]) -> list[str]:
-    lines = []
-    if isinstance(analysis.get("points"), int):
-        lines.append(f"  {'points with a threshold':<34} {analysis.get('points_fitted', 0)}"
-                     f"/{analysis['points']}")
-    for key, label, unit in (
-        ("set_threshold_v_mean", "set threshold (mean)", "V"),
-        ("reset_threshold_v_mean", "reset threshold (mean)", "V"),
-        ("loop_area_na_v_mean", "I-V loop area (mean)", "nA·V"),
-        ("lobe_area_na_v_mean", "I-V lobe area, C·dV/dt removed", "nA·V"),
-        ("switched_conductance_ns_mean", "switched conductance ΔG (mean)", "nS"),
-        ("stray_capacitance_pf_mean", "stray capacitance (mean)", "pF"),
-        ("sweep_step_v", "sweep step", "V"),
-        ("saturated_samples", "samples at amplifier full scale", ""),
-    ):
-        line = summary_line(label, analysis.get(key), unit)
-        if line:
-            lines.append(line)
-    return lines
-
-
-def canned_readings(protocol: CafmIvSweepProtocol, bench: Bench):
-    from vegard.plan_check import CannedReadings
-
-    return CannedReadings()
+    return grid_summary_lines(analysis, SUMMARY, "points with a threshold")
 
 
 KIND = ProtocolKind(
     name="cafm_iv_sweep", model=CafmIvSweepProtocol, roles=roles, check=check, plan=plan,
     analyses=analyses, summary_lines=summary_lines, ground_truth=ground_truth,
-    canned_readings=canned_readings,
+    canned_readings=no_canned_readings,
 )

@@ -13,7 +13,14 @@ from vegard.registry import Bench, ProtocolKind
 
 from .be_spectroscopy_settings import SpectroscopyExcitation, SpectroscopyGrid
 from .esm_settings import AFM_DRIVER
-from .point_spectroscopy_checks import check_grid, check_tip_bias, compare, nearest_truth
+from .point_spectroscopy_checks import (
+    check_grid,
+    check_tip_bias,
+    compare,
+    grid_summary_lines,
+    nearest_truth,
+    no_canned_readings,
+)
 
 ROLE = "afm"
 
@@ -65,7 +72,7 @@ def check(protocol: ForcSpectroscopyProtocol, bench: Bench, path: Path) -> None:
         ("forc.peak_end_v + excitation.drive_amplitude_v", f.peak_end_v + drive_v),
         ("|forc.read_bias_v| + excitation.drive_amplitude_v", abs(f.read_bias_v) + drive_v),
     ])
-    check_grid(protocol, bench, path)
+    check_grid(protocol.grid, bench, path)
 
 
 def settings_of(protocol: ForcSpectroscopyProtocol):
@@ -108,34 +115,19 @@ def ground_truth(lab: Any, names: dict[str, str], analysis: dict[str, Any]) -> d
             "arrays": {f"forc.{name}": values for name, values in truth.items()}}
 
 
-SUMMARY = {
-    "threshold_v_mean": ("V_c (FORC threshold, mean)", "V"),
-    "area_slope_pm_mean": ("κ = d(area)/dV_p (mean)", "pm·V/V"),
-    "forc_step_v": ("FORC step (V_c resolution)", "V"),
-}
+SUMMARY = (
+    ("threshold_v_mean", "V_c (FORC threshold, mean)", "V"),
+    ("area_slope_pm_mean", "κ = d(area)/dV_p (mean)", "pm·V/V"),
+    ("forc_step_v", "FORC step (V_c resolution)", "V"),
+)
 
 
 def summary_lines(analysis: dict[str, Any]) -> list[str]:
-    lines = []
-    if isinstance(analysis.get("points"), int):
-        lines.append(f"  {'points with a threshold':<34} {analysis.get('points_fitted', 0)}"
-                     f"/{analysis['points']}")
-    for key, (label, unit) in SUMMARY.items():
-        value = analysis.get(key)
-        if isinstance(value, int | float):
-            lines.append(f"  {label:<34} {value:.4g} {unit}".rstrip())
-    return lines
-
-
-def canned_readings(protocol: ForcSpectroscopyProtocol, bench: Bench):
-    """`vegard check`: the plan decides on nothing it reads."""
-    from vegard.plan_check import CannedReadings
-
-    return CannedReadings()
+    return grid_summary_lines(analysis, SUMMARY, "points with a threshold")
 
 
 KIND = ProtocolKind(
     name="forc_spectroscopy", model=ForcSpectroscopyProtocol, roles=roles, check=check,
     plan=plan, analyses=analyses, summary_lines=summary_lines, ground_truth=ground_truth,
-    canned_readings=canned_readings,
+    canned_readings=no_canned_readings,
 )

@@ -1,5 +1,7 @@
-"""What the FORC and time relaxation protocols share: the BE read-out of their grid, and
-their checks against the profile (tip bias, grid within the scanner)."""
+"""What the point-spectroscopy protocols (BE voltage, FORC, time relaxation, tr-KPFM, c-AFM)
+share: their checks against the profile's AFM limits (peak tip bias, grid within the
+scanner) before anything is sent, the BE read-out of their grid, the simulator's truth at
+each analysed point, and their summary lines."""
 
 from __future__ import annotations
 
@@ -19,10 +21,9 @@ def check_tip_bias(bench: Bench, path: Path, peaks: list[tuple[str, float]]) -> 
                 f"{afm.maximum_bias_v:g} V ({bench.where('afm', 'maximum_bias_v')})")
 
 
-def check_grid(protocol, bench: Bench, path: Path) -> None:
-    """The grid within the scanner's range."""
+def check_grid(grid, bench: Bench, path: Path) -> None:
+    """The grid (a `SpectroscopyGrid`) within the scanner's range."""
     half_range_nm = bench.settings["afm"].scan_range_nm / 2
-    grid = protocol.grid
     for axis, center, size in zip("xy", grid.center_nm, grid.size_nm, strict=True):
         reach_nm = abs(center) + size / 2
         if reach_nm > half_range_nm:
@@ -31,14 +32,19 @@ def check_grid(protocol, bench: Bench, path: Path) -> None:
                 f"allowed: ≤ {half_range_nm:g} nm (scanner range of profile {bench.profile!r})")
 
 
+def scan_area(grid):
+    from vegard.instruments.afm_driver import ScanArea
+
+    return ScanArea(*grid.center_nm, *grid.size_nm, *grid.points)
+
+
 def readout_of(protocol):
     """The plan's grid and BE read-out from the protocol's grid and excitation."""
-    from vegard.instruments.afm_driver import ScanArea
     from vegard.plans.spectroscopy_grid import BeReadoutGrid
 
-    grid, drive = protocol.grid, protocol.excitation
+    drive = protocol.excitation
     return BeReadoutGrid(
-        area=ScanArea(*grid.center_nm, *grid.size_nm, *grid.points),
+        area=scan_area(protocol.grid),
         band_hz=drive.band_hz, bins=drive.bins, chirp_duration_s=drive.chirp_duration_s,
         averages=drive.averages, drive_amplitude_v=drive.drive_amplitude_v)
 
@@ -78,3 +84,29 @@ def compare(per_point: dict, truth: dict, relative: tuple[str, ...] = ()) -> dic
         key = f"{name}_rms_relative_error" if name in relative else f"{name}_rms_error"
         result[key] = float(np.sqrt(np.mean(error**2))) if error.size else None
     return result
+
+
+def summary_line(label: str, value, unit: str) -> str | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"  {label:<34} {value:.4g} {unit}".rstrip()
+    return None
+
+
+def grid_summary_lines(analysis: dict, rows, fitted_label: str = "points fitted") -> list[str]:
+    """Points fitted out of points, then a line per (key, label, unit) the analysis gave."""
+    lines = []
+    if isinstance(analysis.get("points"), int):
+        lines.append(f"  {fitted_label:<34} {analysis.get('points_fitted', 0)}"
+                     f"/{analysis['points']}")
+    for key, label, unit in rows:
+        line = summary_line(label, analysis.get(key), unit)
+        if line:
+            lines.append(line)
+    return lines
+
+
+def no_canned_readings(protocol, bench: Bench):
+    """`vegard check`: the plan decides on nothing it reads."""
+    from vegard.plan_check import CannedReadings
+
+    return CannedReadings()

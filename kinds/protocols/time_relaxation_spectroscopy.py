@@ -14,7 +14,14 @@ from vegard.registry import Bench, ProtocolKind
 
 from .be_spectroscopy_settings import SpectroscopyExcitation, SpectroscopyGrid
 from .esm_settings import AFM_DRIVER
-from .point_spectroscopy_checks import check_grid, check_tip_bias, compare, nearest_truth
+from .point_spectroscopy_checks import (
+    check_grid,
+    check_tip_bias,
+    compare,
+    grid_summary_lines,
+    nearest_truth,
+    no_canned_readings,
+)
 
 ROLE = "afm"
 TRUTH_QUANTITIES = ("relaxation_time_s", "stretch_exponent", "relaxing_response_pm",
@@ -59,7 +66,7 @@ def check(protocol: TimeRelaxationProtocol, bench: Bench, path: Path) -> None:
             f"{path}: pulse.read_duration_s / pulse.read_points = {step_s:g} s is not valid: "
             f"allowed: ≥ {spectrum_s:g} s (one spectrum: excitation.chirp_duration_s × "
             "excitation.averages)")
-    check_grid(protocol, bench, path)
+    check_grid(protocol.grid, bench, path)
 
 
 def settings_of(protocol: TimeRelaxationProtocol):
@@ -102,35 +109,20 @@ def ground_truth(lab: Any, names: dict[str, str], analysis: dict[str, Any]) -> d
             "arrays": {f"relaxation.{name}": values for name, values in truth.items()}}
 
 
-SUMMARY = {
-    "relaxation_time_s_mean": ("τ (relaxation time, mean)", "s"),
-    "stretch_exponent_mean": ("β (stretch exponent, mean)", ""),
-    "relaxing_response_pm_mean": ("ΔR (relaxing, mean)", "pm"),
-    "irreversible_response_pm_mean": ("irreversible step (mean)", "pm"),
-}
+SUMMARY = (
+    ("relaxation_time_s_mean", "τ (relaxation time, mean)", "s"),
+    ("stretch_exponent_mean", "β (stretch exponent, mean)", ""),
+    ("relaxing_response_pm_mean", "ΔR (relaxing, mean)", "pm"),
+    ("irreversible_response_pm_mean", "irreversible step (mean)", "pm"),
+)
 
 
 def summary_lines(analysis: dict[str, Any]) -> list[str]:
-    lines = []
-    if isinstance(analysis.get("points"), int):
-        lines.append(f"  {'points fitted':<34} {analysis.get('points_fitted', 0)}"
-                     f"/{analysis['points']}")
-    for key, (label, unit) in SUMMARY.items():
-        value = analysis.get(key)
-        if isinstance(value, int | float):
-            lines.append(f"  {label:<34} {value:.4g} {unit}".rstrip())
-    return lines
-
-
-def canned_readings(protocol: TimeRelaxationProtocol, bench: Bench):
-    """`vegard check`: the plan decides on nothing it reads."""
-    from vegard.plan_check import CannedReadings
-
-    return CannedReadings()
+    return grid_summary_lines(analysis, SUMMARY)
 
 
 KIND = ProtocolKind(
     name="time_relaxation_spectroscopy", model=TimeRelaxationProtocol, roles=roles,
     check=check, plan=plan, analyses=analyses, summary_lines=summary_lines,
-    ground_truth=ground_truth, canned_readings=canned_readings,
+    ground_truth=ground_truth, canned_readings=no_canned_readings,
 )

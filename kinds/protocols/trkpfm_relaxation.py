@@ -10,15 +10,16 @@ from pydantic import Field, model_validator
 from vegard.config.models import ProtocolSettings, StrictModel
 from vegard.registry import Bench, ProtocolKind
 
-from .afm_readout_settings import (
-    check_grid,
-    check_peak_bias,
-    nearest_truth,
-    scan_area,
-    summary_line,
-)
 from .be_spectroscopy_settings import SpectroscopyGrid
 from .esm_settings import AFM_DRIVER
+from .point_spectroscopy_checks import (
+    check_grid,
+    check_tip_bias,
+    grid_summary_lines,
+    nearest_truth,
+    no_canned_readings,
+    scan_area,
+)
 
 ROLE = "afm"
 MAX_SAMPLES = 200_000
@@ -75,9 +76,9 @@ def roles(protocol: TrKpfmRelaxationProtocol) -> dict[str, str]:
 
 def check(protocol: TrKpfmRelaxationProtocol, bench: Bench, path: Path) -> None:
     step = protocol.step
-    check_peak_bias(path, bench, "max(|step.step_bias_v|, |step.baseline_v|)",
-                    max(abs(step.step_bias_v), abs(step.baseline_v)))
-    check_grid(path, bench, protocol.grid)
+    check_tip_bias(bench, path, [("max(|step.step_bias_v|, |step.baseline_v|)",
+                                  max(abs(step.step_bias_v), abs(step.baseline_v)))])
+    check_grid(protocol.grid, bench, path)
 
 
 def settings_of(protocol: TrKpfmRelaxationProtocol):
@@ -135,32 +136,21 @@ def ground_truth(lab: Any, names: dict[str, str], analysis: dict[str, Any]) -> d
             "arrays": {f"trkpfm.{name}": values for name, values in truth.items()}}
 
 
+SUMMARY = (
+    ("relaxation_time_s_mean", "relaxation time τ (mean)", "s"),
+    ("diffusion_coefficient_m2_per_s_mean", "D = d²/τ (mean)", "m²/s"),
+    ("diffusion_coefficient_cm2_per_s_mean", "D = d²/τ (mean)", "cm²/s"),
+    ("cpd_amplitude_v_mean", "relaxing CPD B (mean)", "V"),
+    ("r_squared_mean", "fit r² (mean)", ""),
+)
+
+
 def summary_lines(analysis: dict[str, Any]) -> list[str]:
-    lines = []
-    if isinstance(analysis.get("points"), int):
-        lines.append(f"  {'points fitted':<34} {analysis.get('points_fitted', 0)}"
-                     f"/{analysis['points']}")
-    for key, label, unit in (
-        ("relaxation_time_s_mean", "relaxation time τ (mean)", "s"),
-        ("diffusion_coefficient_m2_per_s_mean", "D = d²/τ (mean)", "m²/s"),
-        ("diffusion_coefficient_cm2_per_s_mean", "D = d²/τ (mean)", "cm²/s"),
-        ("cpd_amplitude_v_mean", "relaxing CPD B (mean)", "V"),
-        ("r_squared_mean", "fit r² (mean)", ""),
-    ):
-        line = summary_line(label, analysis.get(key), unit)
-        if line:
-            lines.append(line)
-    return lines
-
-
-def canned_readings(protocol: TrKpfmRelaxationProtocol, bench: Bench):
-    from vegard.plan_check import CannedReadings
-
-    return CannedReadings()
+    return grid_summary_lines(analysis, SUMMARY)
 
 
 KIND = ProtocolKind(
     name="trkpfm_relaxation", model=TrKpfmRelaxationProtocol, roles=roles, check=check,
     plan=plan, analyses=analyses, summary_lines=summary_lines, ground_truth=ground_truth,
-    canned_readings=canned_readings,
+    canned_readings=no_canned_readings,
 )
