@@ -11,16 +11,13 @@ the live run and `vegard replay` agree.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from event_model import DocumentRouter
 
 from .esm_map import json_float
-from .figure_process import FigureDrawer
 from .loop_fit import LoopFitResult, fit_loops, project_loops
+from .point_grid_analysis import PointGridAnalysis, finite_mean, json_values
 from .run_metadata import BeSpectroscopyMetadata
 
 FIELDS = ("in_field", "out_of_field")
@@ -56,18 +53,9 @@ def loop_maps(fit: LoopFitResult, points_x: int, points_y: int) -> dict[str, np.
     }
 
 
-def _values(values: np.ndarray) -> list[float | None]:
-    return [json_float(v) for v in np.asarray(values, dtype=float).ravel()]
-
-
 def _finite(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=float)
     return values[np.isfinite(values)]
-
-
-def _mean(values: np.ndarray) -> float | None:
-    finite = _finite(values)
-    return json_float(finite.mean()) if finite.size else None
 
 
 def _median(values: np.ndarray) -> float | None:
@@ -75,52 +63,27 @@ def _median(values: np.ndarray) -> float | None:
     return json_float(np.median(finite)) if finite.size else None
 
 
-class BeSpectroscopyMapAnalysis(DocumentRouter):
+class BeSpectroscopyMapAnalysis(PointGridAnalysis):
     """Loops gathered point by point; fitted, mapped, summarised and drawn at the stop."""
 
-    def __init__(self, figures_directory_for: Callable[[str], Path] | None = None) -> None:
-        """`figures_directory_for(run_uid)` says where the figure and maps go."""
-        super().__init__()
-        self.figures_directory_for = figures_directory_for
-        self._figures = FigureDrawer()
-        self.result: dict[str, Any] | None = None
-        self.latest: dict[str, Any] | None = None
-        self._meta: BeSpectroscopyMetadata | None = None
-        self._stream_of: dict[str, str] = {}
-        self.responses: dict[str, np.ndarray] = {}
-        self.positions_nm = np.zeros((0, 2))
+    metadata_type = BeSpectroscopyMetadata
 
-    def start(self, doc):
-        self._meta = BeSpectroscopyMetadata.of(doc)
-        self._uid = doc["uid"]
-        points = self._meta.points_x * self._meta.points_y
-        steps = len(self._meta.dc_bias_v)
-        self.responses = {f: np.full((points, steps), np.nan, complex) for f in FIELDS}
-        self.positions_nm = np.full((points, 2), np.nan)
+    def allocate(self, meta: BeSpectroscopyMetadata) -> None:
+        steps = len(meta.dc_bias_v)
+        self.responses = {f: np.full((meta.points, steps), np.nan, complex) for f in FIELDS}
 
-    def descriptor(self, doc):
-        self._stream_of[doc["uid"]] = doc.get("name", "primary")
-
-    def event(self, doc):
-        meta = self._meta
-        if meta is None or self._stream_of.get(doc["descriptor"]) != meta.stream:
-            return
-        data, p = doc["data"], meta.device
-        index = int(data[f"{p}-point_index"])
-        for field in FIELDS:  # a point taken again keeps its last take
+    def take(self, index, data, prefix) -> None:
+        for field in FIELDS:
             self.responses[field][index] = cycle_mean_response(
-                data[f"{p}-{field}_amplitude_pm"], data[f"{p}-{field}_phase_rad"], meta.cycles)
-        self.positions_nm[index] = (data[f"{p}-x_nm"], data[f"{p}-y_nm"])
-        self.latest = {"points_done": int(np.isfinite(self.positions_nm[:, 0]).sum()),
-                       "points": len(self.positions_nm)}
+                data[f"{prefix}-{field}_amplitude_pm"], data[f"{prefix}-{field}_phase_rad"],
+                self._meta.cycles)
 
     def stop(self, doc):
         meta = self._meta
         if meta is None:
-            self.result = {"points": 0, "points_measured": 0, "exit_status": doc.get(
-                "exit_status")}
+            self.result = self.no_points_result(doc)
             return
-        measured = np.isfinite(self.positions_nm[:, 0])
+        measured = self.measured()
         dc_v = np.asarray(meta.dc_bias_v)
         out_of_field = np.where(measured[:, None], self.responses["out_of_field"], np.nan)
         fit = fit_loops(dc_v, out_of_field)
@@ -130,14 +93,14 @@ class BeSpectroscopyMapAnalysis(DocumentRouter):
             "points": int(measured.size),
             "points_measured": int(measured.sum()),
             "points_fitted": int(found.sum()),
-            **{f"{name}_mean": _mean(values) for name, values in maps.items()},
+            **{f"{name}_mean": finite_mean(values) for name, values in maps.items()},
             "coercive_voltage_error_median_v": _median(np.concatenate([
                 fit.coercive_voltage_negative_error_v[found],
                 fit.coercive_voltage_positive_error_v[found]])),
             "per_point": {
-                "x_nm": _values(self.positions_nm[:, 0]),
-                "y_nm": _values(self.positions_nm[:, 1]),
-                **{name: _values(values) for name, values in maps.items()},
+                "x_nm": json_values(self.positions_nm[:, 0]),
+                "y_nm": json_values(self.positions_nm[:, 1]),
+                **{name: json_values(values) for name, values in maps.items()},
             },
             "figures": [],
             "maps_file": None,

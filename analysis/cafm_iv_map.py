@@ -8,33 +8,20 @@ I–V curves and the waveform are drawn. Only documents go in, so live and repla
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from event_model import DocumentRouter
 
 from .afm_readout_metadata import CafmIvMetadata
 from .esm_map import json_float
-from .figure_process import FigureDrawer
 from .iv_threshold import analyse_iv, branch_signal, cycle_mean
+from .point_grid_analysis import PointGridAnalysis, finite_mean, json_values
 
 NANO = 1e9
 PICO = 1e12
 QUANTITIES = ("set_threshold_v", "reset_threshold_v", "threshold_v",
               "switched_conductance_ns", "stray_capacitance_pf", "loop_area_na_v",
               "lobe_area_na_v")
-
-
-def _values(values: np.ndarray) -> list[float | None]:
-    return [json_float(v) for v in np.asarray(values, dtype=float).ravel()]
-
-
-def _mean(values: np.ndarray) -> float | None:
-    finite = np.asarray(values, dtype=float)
-    finite = finite[np.isfinite(finite)]
-    return json_float(finite.mean()) if finite.size else None
 
 
 def analyse_points(meta: CafmIvMetadata, currents_a: np.ndarray
@@ -63,48 +50,24 @@ def analyse_points(meta: CafmIvMetadata, currents_a: np.ndarray
     return out, cycles, conduction
 
 
-class CafmIvAnalysis(DocumentRouter):
+class CafmIvAnalysis(PointGridAnalysis):
     """I–V sweeps gathered point by point; analysed, mapped, summarised and drawn at the stop."""
 
-    def __init__(self, figures_directory_for: Callable[[str], Path] | None = None) -> None:
-        super().__init__()
-        self.figures_directory_for = figures_directory_for
-        self._figures = FigureDrawer()
-        self.result: dict[str, Any] | None = None
-        self.latest: dict[str, Any] | None = None
-        self._meta: CafmIvMetadata | None = None
-        self._stream_of: dict[str, str] = {}
-        self.currents_a = np.zeros((0, 0))
-        self.positions_nm = np.zeros((0, 2))
+    metadata_type = CafmIvMetadata
 
-    def start(self, doc):
-        self._meta = CafmIvMetadata.of(doc)
-        self._uid = doc["uid"]
-        steps = len(self._meta.bias_v) * self._meta.cycles
-        self.currents_a = np.full((self._meta.points, steps), np.nan)
-        self.positions_nm = np.full((self._meta.points, 2), np.nan)
+    def allocate(self, meta: CafmIvMetadata) -> None:
+        steps = len(meta.bias_v) * meta.cycles
+        self.currents_a = np.full((meta.points, steps), np.nan)
 
-    def descriptor(self, doc):
-        self._stream_of[doc["uid"]] = doc.get("name", "primary")
-
-    def event(self, doc):
-        meta = self._meta
-        if meta is None or self._stream_of.get(doc["descriptor"]) != meta.stream:
-            return
-        data, p = doc["data"], meta.device
-        index = int(data[f"{p}-point_index"])
-        self.currents_a[index] = np.asarray(data[f"{p}-current_a"], dtype=float)
-        self.positions_nm[index] = (data[f"{p}-x_nm"], data[f"{p}-y_nm"])
-        self.latest = {"points_done": int(np.isfinite(self.positions_nm[:, 0]).sum()),
-                       "points": len(self.positions_nm)}
+    def take(self, index, data, prefix) -> None:
+        self.currents_a[index] = np.asarray(data[f"{prefix}-current_a"], dtype=float)
 
     def stop(self, doc):
         meta = self._meta
         if meta is None:
-            self.result = {"points": 0, "points_measured": 0,
-                           "exit_status": doc.get("exit_status")}
+            self.result = self.no_points_result(doc)
             return
-        measured = np.isfinite(self.positions_nm[:, 0])
+        measured = self.measured()
         currents = np.where(measured[:, None], self.currents_a, np.nan)
         values, cycles, conduction = analyse_points(meta, currents)
         bias = np.asarray(meta.bias_v)
@@ -115,10 +78,10 @@ class CafmIvAnalysis(DocumentRouter):
             "points_fitted": int(np.isfinite(values["threshold_v"]).sum()),
             "sweep_step_v": json_float(float(np.min(np.abs(np.diff(bias))))),
             "saturated_samples": int(saturated.sum()),
-            **{f"{name}_mean": _mean(v) for name, v in values.items()},
-            "per_point": {"x_nm": _values(self.positions_nm[:, 0]),
-                          "y_nm": _values(self.positions_nm[:, 1]),
-                          **{name: _values(v) for name, v in values.items()}},
+            **{f"{name}_mean": finite_mean(v) for name, v in values.items()},
+            "per_point": {"x_nm": json_values(self.positions_nm[:, 0]),
+                          "y_nm": json_values(self.positions_nm[:, 1]),
+                          **{name: json_values(v) for name, v in values.items()}},
             "figures": [],
             "maps_file": None,
             "exit_status": doc.get("exit_status"),

@@ -9,78 +9,39 @@ one FORC step). Only documents go in, so the live run and `vegard replay` agree.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from event_model import DocumentRouter
 
 from .esm_map import json_float
-from .figure_process import FigureDrawer
 from .forc_loops import fit_threshold, forc_loops
 from .forc_relaxation_metadata import ForcMetadata
+from .point_grid_analysis import PointGridAnalysis, finite_mean, json_values
 
 FIELDS = ("in_field", "out_of_field")
 
 
-def _values(values: np.ndarray) -> list[float | None]:
-    return [json_float(v) for v in np.asarray(values, dtype=float).ravel()]
-
-
-def _mean(values: np.ndarray) -> float | None:
-    finite = np.asarray(values, dtype=float)
-    finite = finite[np.isfinite(finite)]
-    return json_float(finite.mean()) if finite.size else None
-
-
-class ForcMapAnalysis(DocumentRouter):
+class ForcMapAnalysis(PointGridAnalysis):
     """FORC sweeps gathered point by point; areas, thresholds, maps and figures at the stop."""
 
-    def __init__(self, figures_directory_for: Callable[[str], Path] | None = None) -> None:
-        """`figures_directory_for(run_uid)` says where the figures and maps go."""
-        super().__init__()
-        self.figures_directory_for = figures_directory_for
-        self._figures = FigureDrawer()
-        self.result: dict[str, Any] | None = None
-        self.latest: dict[str, Any] | None = None
-        self._meta: ForcMetadata | None = None
-        self._stream_of: dict[str, str] = {}
-        self.responses: dict[str, np.ndarray] = {}
-        self.positions_nm = np.zeros((0, 2))
+    metadata_type = ForcMetadata
 
-    def start(self, doc):
-        self._meta = ForcMetadata.of(doc)
-        self._uid = doc["uid"]
-        points = self._meta.points_x * self._meta.points_y
-        steps = len(self._meta.dc_bias_v)
-        self.responses = {f: np.full((points, steps), np.nan, complex) for f in FIELDS}
-        self.positions_nm = np.full((points, 2), np.nan)
+    def allocate(self, meta: ForcMetadata) -> None:
+        steps = len(meta.dc_bias_v)
+        self.responses = {f: np.full((meta.points, steps), np.nan, complex) for f in FIELDS}
 
-    def descriptor(self, doc):
-        self._stream_of[doc["uid"]] = doc.get("name", "primary")
-
-    def event(self, doc):
-        meta = self._meta
-        if meta is None or self._stream_of.get(doc["descriptor"]) != meta.stream:
-            return
-        data, p = doc["data"], meta.device
-        index = int(data[f"{p}-point_index"])
-        for field in FIELDS:  # a point taken again keeps its last take
-            amplitude = np.asarray(data[f"{p}-{field}_amplitude_pm"], dtype=float)
-            phase = np.asarray(data[f"{p}-{field}_phase_rad"], dtype=float)
+    def take(self, index, data, prefix) -> None:
+        for field in FIELDS:
+            amplitude = np.asarray(data[f"{prefix}-{field}_amplitude_pm"], dtype=float)
+            phase = np.asarray(data[f"{prefix}-{field}_phase_rad"], dtype=float)
             self.responses[field][index] = amplitude * np.exp(1j * phase)
-        self.positions_nm[index] = (data[f"{p}-x_nm"], data[f"{p}-y_nm"])
-        self.latest = {"points_done": int(np.isfinite(self.positions_nm[:, 0]).sum()),
-                       "points": len(self.positions_nm)}
 
     def stop(self, doc):
         meta = self._meta
         if meta is None:
-            self.result = {"points": 0, "points_measured": 0,
-                           "exit_status": doc.get("exit_status")}
+            self.result = self.no_points_result(doc)
             return
-        measured = np.isfinite(self.positions_nm[:, 0])
+        measured = self.measured()
         peaks = np.asarray(meta.peak_v)
         loops = {field: forc_loops(meta.dc_bias_v, self.responses[field], len(peaks),
                                    meta.cycles_per_forc) for field in FIELDS}
@@ -96,22 +57,22 @@ class ForcMapAnalysis(DocumentRouter):
             "points": int(measured.size),
             "points_measured": int(measured.sum()),
             "points_fitted": int(found.sum()),
-            "peak_bias_v": _values(peaks),
+            "peak_bias_v": json_values(peaks),
             "forc_step_v": json_float(threshold.forc_step_v),
-            "threshold_v_mean": _mean(threshold_v),
-            "area_slope_pm_mean": _mean(slope),
-            "loop_area_pm_v_mean": _values(np.nanmean(areas, axis=0) if measured.any()
+            "threshold_v_mean": finite_mean(threshold_v),
+            "area_slope_pm_mean": finite_mean(slope),
+            "loop_area_pm_v_mean": json_values(np.nanmean(areas, axis=0) if measured.any()
                                            else np.full(peaks.size, np.nan)),
             "area_below_threshold_max_abs_pm_v": json_float(
                 np.nanmax(np.abs(below)) if np.isfinite(below).any() else None),
             "per_point": {
-                "x_nm": _values(self.positions_nm[:, 0]),
-                "y_nm": _values(self.positions_nm[:, 1]),
-                "threshold_v": _values(threshold_v),
-                "area_slope_pm": _values(slope),
-                "threshold_bracket_low_v": _values(threshold.bracket_low_v),
-                "threshold_bracket_high_v": _values(threshold.bracket_high_v),
-                "loop_area_pm_v": [_values(row) for row in areas],
+                "x_nm": json_values(self.positions_nm[:, 0]),
+                "y_nm": json_values(self.positions_nm[:, 1]),
+                "threshold_v": json_values(threshold_v),
+                "area_slope_pm": json_values(slope),
+                "threshold_bracket_low_v": json_values(threshold.bracket_low_v),
+                "threshold_bracket_high_v": json_values(threshold.bracket_high_v),
+                "loop_area_pm_v": [json_values(row) for row in areas],
             },
             "figures": [],
             "maps_file": None,

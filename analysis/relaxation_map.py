@@ -11,16 +11,13 @@ live run and `vegard replay` agree.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from event_model import DocumentRouter
 
 from .esm_map import json_float
-from .figure_process import FigureDrawer
 from .forc_relaxation_metadata import RelaxationMetadata
+from .point_grid_analysis import PointGridAnalysis, finite_mean, json_values
 from .stretched_exponential_fit import fit_stretched_exponentials
 
 QUANTITIES = ("relaxation_time_s", "stretch_exponent", "relaxing_response_pm",
@@ -46,64 +43,27 @@ def project_curves(time_s: np.ndarray, responses: np.ndarray, write_bias_v: floa
     return np.where(flip[:, None], -projected, projected)
 
 
-def _values(values: np.ndarray) -> list[float | None]:
-    return [json_float(v) for v in np.asarray(values, dtype=float).ravel()]
-
-
-def _mean(values: np.ndarray) -> float | None:
-    finite = np.asarray(values, dtype=float)
-    finite = finite[np.isfinite(finite)]
-    return json_float(finite.mean()) if finite.size else None
-
-
-class RelaxationMapAnalysis(DocumentRouter):
+class RelaxationMapAnalysis(PointGridAnalysis):
     """Relaxation curves gathered point by point; fitted, mapped and drawn at the stop."""
 
-    def __init__(self, figures_directory_for: Callable[[str], Path] | None = None) -> None:
-        super().__init__()
-        self.figures_directory_for = figures_directory_for
-        self._figures = FigureDrawer()
-        self.result: dict[str, Any] | None = None
-        self.latest: dict[str, Any] | None = None
-        self._meta: RelaxationMetadata | None = None
-        self._stream_of: dict[str, str] = {}
-        self.responses = np.zeros((0, 0), complex)
-        self.time_s = np.zeros(0)
-        self.positions_nm = np.zeros((0, 2))
+    metadata_type = RelaxationMetadata
 
-    def start(self, doc):
-        self._meta = RelaxationMetadata.of(doc)
-        self._uid = doc["uid"]
-        points = self._meta.points_x * self._meta.points_y
-        reads = self._meta.baseline_points + self._meta.read_points
-        self.responses = np.full((points, reads), np.nan, complex)
+    def allocate(self, meta: RelaxationMetadata) -> None:
+        reads = meta.baseline_points + meta.read_points
+        self.responses = np.full((meta.points, reads), np.nan, complex)
         self.time_s = np.full(reads, np.nan)
-        self.positions_nm = np.full((points, 2), np.nan)
 
-    def descriptor(self, doc):
-        self._stream_of[doc["uid"]] = doc.get("name", "primary")
-
-    def event(self, doc):
-        meta = self._meta
-        if meta is None or self._stream_of.get(doc["descriptor"]) != meta.stream:
-            return
-        data, p = doc["data"], meta.device
-        index = int(data[f"{p}-point_index"])
-        amplitude = np.asarray(data[f"{p}-amplitude_pm"], dtype=float)
-        phase = np.asarray(data[f"{p}-phase_rad"], dtype=float)
+    def take(self, index, data, prefix) -> None:
+        amplitude = np.asarray(data[f"{prefix}-amplitude_pm"], dtype=float)
+        phase = np.asarray(data[f"{prefix}-phase_rad"], dtype=float)
         self.responses[index] = amplitude * np.exp(1j * phase)
-        self.time_s = np.asarray(data[f"{p}-read_time_s"], dtype=float)
-        self.positions_nm[index] = (data[f"{p}-x_nm"], data[f"{p}-y_nm"])
-        self.latest = {"points_done": int(np.isfinite(self.positions_nm[:, 0]).sum()),
-                       "points": len(self.positions_nm)}
+        self.time_s = np.asarray(data[f"{prefix}-read_time_s"], dtype=float)
 
     def stop(self, doc):
         meta = self._meta
-        measured = (np.isfinite(self.positions_nm[:, 0]) if meta is not None
-                    else np.zeros(0, dtype=bool))
+        measured = self.measured()
         if meta is None or not measured.any():
-            self.result = {"points": int(measured.size), "points_measured": 0,
-                           "points_fitted": 0, "exit_status": doc.get("exit_status")}
+            self.result = self.no_points_result(doc, points_fitted=0)
             return
         curves = project_curves(self.time_s, self.responses, meta.write_bias_v)
         curves = np.where(measured[:, None], curves, np.nan)
@@ -126,14 +86,14 @@ class RelaxationMapAnalysis(DocumentRouter):
             "points": int(measured.size),
             "points_measured": int(measured.sum()),
             "points_fitted": int(fitted.sum()),
-            **{f"{name}_mean": _mean(v) for name, v in values.items()},
+            **{f"{name}_mean": finite_mean(v) for name, v in values.items()},
             "relaxation_time_error_median_s": json_float(np.nanmedian(
                 np.where(fitted, fit.relaxation_time_error_s, np.nan))) if fitted.any()
             else None,
             "per_point": {
-                "x_nm": _values(self.positions_nm[:, 0]),
-                "y_nm": _values(self.positions_nm[:, 1]),
-                **{name: _values(v) for name, v in values.items()},
+                "x_nm": json_values(self.positions_nm[:, 0]),
+                "y_nm": json_values(self.positions_nm[:, 1]),
+                **{name: json_values(v) for name, v in values.items()},
             },
             "figures": [],
             "maps_file": None,

@@ -8,32 +8,18 @@ and the waveform are drawn. Only documents go in, so the live run and `vegard re
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from event_model import DocumentRouter
 
 from .afm_readout_metadata import TrKpfmMetadata
-from .esm_map import json_float
 from .exponential_relaxation import diffusion_coefficient_m2_per_s, fit_exponential_relaxation
-from .figure_process import FigureDrawer
+from .point_grid_analysis import PointGridAnalysis, finite_mean, json_values
 
 QUANTITIES = ("relaxation_time_s", "relaxation_time_error_s", "diffusion_coefficient_m2_per_s",
               "diffusion_coefficient_cm2_per_s", "cpd_offset_v", "cpd_amplitude_v",
               "r_squared")
 CM2_PER_M2 = 1e4
-
-
-def _values(values: np.ndarray) -> list[float | None]:
-    return [json_float(v) for v in np.asarray(values, dtype=float).ravel()]
-
-
-def _mean(values: np.ndarray) -> float | None:
-    finite = np.asarray(values, dtype=float)
-    finite = finite[np.isfinite(finite)]
-    return json_float(finite.mean()) if finite.size else None
 
 
 def fit_records(meta: TrKpfmMetadata, records: np.ndarray) -> dict[str, np.ndarray]:
@@ -59,57 +45,33 @@ def fit_records(meta: TrKpfmMetadata, records: np.ndarray) -> dict[str, np.ndarr
     return out
 
 
-class TrKpfmRelaxationAnalysis(DocumentRouter):
+class TrKpfmRelaxationAnalysis(PointGridAnalysis):
     """CPD records gathered point by point; fitted, mapped, summarised and drawn at the stop."""
 
-    def __init__(self, figures_directory_for: Callable[[str], Path] | None = None) -> None:
-        super().__init__()
-        self.figures_directory_for = figures_directory_for
-        self._figures = FigureDrawer()
-        self.result: dict[str, Any] | None = None
-        self.latest: dict[str, Any] | None = None
-        self._meta: TrKpfmMetadata | None = None
-        self._stream_of: dict[str, str] = {}
-        self.records = np.zeros((0, 0))
-        self.positions_nm = np.zeros((0, 2))
+    metadata_type = TrKpfmMetadata
 
-    def start(self, doc):
-        self._meta = TrKpfmMetadata.of(doc)
-        self._uid = doc["uid"]
-        self.records = np.full((self._meta.points, self._meta.samples), np.nan)
-        self.positions_nm = np.full((self._meta.points, 2), np.nan)
+    def allocate(self, meta: TrKpfmMetadata) -> None:
+        self.records = np.full((meta.points, meta.samples), np.nan)
 
-    def descriptor(self, doc):
-        self._stream_of[doc["uid"]] = doc.get("name", "primary")
-
-    def event(self, doc):
-        meta = self._meta
-        if meta is None or self._stream_of.get(doc["descriptor"]) != meta.stream:
-            return
-        data, p = doc["data"], meta.device
-        index = int(data[f"{p}-point_index"])
-        self.records[index] = np.asarray(data[f"{p}-cpd_v"], dtype=float)  # last take kept
-        self.positions_nm[index] = (data[f"{p}-x_nm"], data[f"{p}-y_nm"])
-        self.latest = {"points_done": int(np.isfinite(self.positions_nm[:, 0]).sum()),
-                       "points": len(self.positions_nm)}
+    def take(self, index, data, prefix) -> None:
+        self.records[index] = np.asarray(data[f"{prefix}-cpd_v"], dtype=float)
 
     def stop(self, doc):
         meta = self._meta
         if meta is None:
-            self.result = {"points": 0, "points_measured": 0,
-                           "exit_status": doc.get("exit_status")}
+            self.result = self.no_points_result(doc)
             return
-        measured = np.isfinite(self.positions_nm[:, 0])
+        measured = self.measured()
         fits = fit_records(meta, np.where(measured[:, None], self.records, np.nan))
         self.result = {
             "points": int(measured.size),
             "points_measured": int(measured.sum()),
             "points_fitted": int(np.isfinite(fits["relaxation_time_s"]).sum()),
             "interelectrode_distance_um": meta.interelectrode_distance_um,
-            **{f"{name}_mean": _mean(values) for name, values in fits.items()},
-            "per_point": {"x_nm": _values(self.positions_nm[:, 0]),
-                          "y_nm": _values(self.positions_nm[:, 1]),
-                          **{name: _values(values) for name, values in fits.items()}},
+            **{f"{name}_mean": finite_mean(values) for name, values in fits.items()},
+            "per_point": {"x_nm": json_values(self.positions_nm[:, 0]),
+                          "y_nm": json_values(self.positions_nm[:, 1]),
+                          **{name: json_values(values) for name, values in fits.items()}},
             "figures": [],
             "maps_file": None,
             "exit_status": doc.get("exit_status"),
