@@ -108,7 +108,7 @@ def test_compiled_pass_agrees_with_the_numpy_product(scan, options) -> None:
     it), and centres within 10⁻⁶ Å⁻¹, 10⁻² of the strain resolution at |Q| ≈ 6 Å⁻¹.
     uint16 and uint32 frames, the detector's two counter widths."""
     grid = QGrid.from_pixels(scan["q"])
-    for counts in (scan["counts"], scan["counts"].astype(np.uint16)):
+    for counts in (scan["frames"], scan["frames"].astype(np.uint16)):
         compiled = q_sums(counts, grid, kernel="compiled", **options)
         reference = q_sums(counts, grid, kernel="numpy", **options)
         scale = np.abs(reference).reshape(-1, 4).max(axis=0)
@@ -118,8 +118,8 @@ def test_compiled_pass_agrees_with_the_numpy_product(scan, options) -> None:
         np.testing.assert_allclose(q_compiled, q_reference, rtol=0, atol=1e-6, equal_nan=True)
         assert np.isfinite(q_compiled).sum() > 0.9 * q_compiled.size
     # the compiled pass sums each pixel alone: no chunk or thread split changes a bit
-    whole = q_sums(scan["counts"], grid, kernel="compiled", chunk_pixels=1000)
-    split = q_sums(scan["counts"], grid, kernel="compiled", chunk_pixels=5, workers=2)
+    whole = q_sums(scan["frames"], grid, kernel="compiled", chunk_pixels=1000)
+    split = q_sums(scan["frames"], grid, kernel="compiled", chunk_pixels=5, workers=2)
     np.testing.assert_array_equal(split, whole)
 
 
