@@ -124,11 +124,13 @@ def q_sums(
     map_shape = frames.shape[: frames.ndim - len(voxel_shape)]
     n_voxels = math.prod(voxel_shape)
     flat = frames.reshape(-1, n_voxels)
+    compiled = _use_compiled(kernel, flat, background_counts)
     if chunk_pixels is None:
         chunk_pixels = max(1, CHUNK_BYTES // (4 * n_voxels))
+        if compiled:  # whole blocks of the kernel's four pixels
+            chunk_pixels = max(4, chunk_pixels - chunk_pixels % 4)
     sums = np.empty((flat.shape[0], 4), dtype=np.float64)
     starts = range(0, flat.shape[0], chunk_pixels)
-    compiled = _use_compiled(kernel, flat, background_counts)
 
     def run(my_starts: Sequence[int]) -> None:
         if compiled:
