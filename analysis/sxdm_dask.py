@@ -12,6 +12,7 @@ single-process path (`SxdmMapAccumulator.add_line`).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -139,6 +140,8 @@ def local_cluster(workers: int) -> tuple[Any, Any]:
     from distributed import Client, LocalCluster
 
     check_workers(workers)
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines per worker
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", dashboard_address=None)
+                           host="127.0.0.1", dashboard_address=None,
+                           silence_logs=logging.WARNING)
     return cluster, Client(cluster)

@@ -482,7 +482,7 @@ class SxdmOperandoAnalysis(DocumentRouter):
                 f"sxdm-{self._uid}-map{line.map_index}", self._y_um.size, self._x_um.size))
             graph.jobs.append(LineJob(
                 self._filler.slab_for(line.datum), line.row, geometry, angles,
-                tuple(self._roi), tuple(float(v) for v in accumulator.q_ref),
+                tuple(self._sxdm.roi), tuple(float(v) for v in accumulator.q_ref),
                 self._threshold))
             accumulator.lines[line.row, line.eta_index] = True
         else:
