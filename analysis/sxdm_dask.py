@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import h5py
@@ -53,7 +55,7 @@ class LineJob:
     slab: ArraySlab
     row: int
     geometry: Mapping[str, Any]  # DiffractometerGeometry fields, energy included
-    angles_deg: tuple[float, float, float, float]  # eta, phi, nu, delta
+    angles_deg: tuple[Any, float, float, float]  # eta (one, or a rocking curve's), phi, nu, delta
     roi: tuple[int, ...]
     q_ref: tuple[float, float, float]
     threshold_counts: float = 0.0
@@ -61,18 +63,45 @@ class LineJob:
 
 def line_q(geometry: Mapping[str, Any], angles_deg: Sequence[float], roi: DetectorRoi
            ) -> np.ndarray:
-    """Sample-frame Q (R, C, 3) of the ROI voxels of one line."""
+    """Sample-frame Q (R, C, 3) of the ROI voxels of one line ((n_eta, R, C, 3) for a
+    sequence of eta)."""
     eta, phi, nu, delta = angles_deg
+    if isinstance(eta, tuple | list):  # a line holding whole rocking curves
+        eta = np.asarray(eta, dtype=float)
     return pixel_q(DiffractometerGeometry(**geometry), eta, phi, nu, delta, roi.rows, roi.cols)
+
+
+@lru_cache(maxsize=4)
+def _grid(geometry: tuple, angles_deg: tuple, roi: tuple, q_ref: tuple) -> QGrid:
+    """A worker's Q grid, kept for the next task of the same angles (lines holding whole
+    rocking curves share one; computing it costs more than summing an 18 MB line)."""
+    q = line_q(dict(geometry), angles_deg, DetectorRoi(*roi))
+    return QGrid.from_pixels(q, q_ref=np.array(q_ref))
+
+
+_buffers = threading.local()
+
+
+def _line_buffer(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The worker thread's buffer for one line, reused: a fresh 18 MB array per task costs
+    its page faults, as long as the sums themselves. A worker holds one line, whatever the
+    size of the map."""
+    buffer = getattr(_buffers, "line", None)
+    if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+        buffer = _buffers.line = np.empty(shape, dtype=dtype)
+    return buffer
 
 
 def line_sums(job: LineJob) -> np.ndarray:
     """Task: read the line's own rows from the file and return its sums (n_x, 4)."""
-    roi = DetectorRoi(*job.roi)
     with h5py.File(job.slab.path, "r", swmr=True) as file:
-        frames = file[job.slab.dataset][job.slab.start:job.slab.stop]
-    frames = frames.reshape(-1, *frames.shape[-2:])
-    grid = QGrid.from_pixels(line_q(job.geometry, job.angles_deg, roi), q_ref=np.array(job.q_ref))
+        dataset = file[job.slab.dataset]
+        frames = _line_buffer((job.slab.stop - job.slab.start, *dataset.shape[1:]),
+                              dataset.dtype)
+        dataset.read_direct(frames, np.s_[job.slab.start:job.slab.stop])
+    grid = _grid(tuple(sorted(job.geometry.items())), job.angles_deg, tuple(job.roi),
+                 tuple(job.q_ref))
+    frames = frames.reshape(-1, *grid.voxel_shape)  # (1, n_x, R, C) → (n_x, R, C)
     return q_sums(frames, grid, threshold_counts=job.threshold_counts)
 
 
