@@ -80,6 +80,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
 
 
+def rss_mb() -> float:
+    """This process's resident memory now."""
+    import psutil
+
+    return psutil.Process().memory_info().rss / 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gb", type=float, default=4.2, help="map size in GB (default 4.2)")
@@ -123,6 +130,7 @@ def main() -> None:
         dask_sums = reducer.map_sums(graph)
         dask_s = time.perf_counter() - start
         peaks = client.run(peak_rss_mb)
+        now = client.run(rss_mb)
         dask_maps = sxdm_maps(*centres_from_sums(dask_sums, grid.q_ref_inv_angstrom))
 
         identical = np.array_equal(single_sums, dask_sums) and all(
@@ -135,8 +143,9 @@ def main() -> None:
         print(f"dask, 2 workers: {dask_s:6.2f} s  {size_mb / dask_s:6.0f} MB/s  "
               f"({len(graph.jobs)} line tasks of {line_mb:.1f} MB)")
         for address in sorted(peaks):
-            print(f"    worker {address}: peak RSS {peaks[address]:.0f} MB "
-                  f"(after start-up {before.get(address, float('nan')):.0f} MB; "
+            print(f"    worker {address}: peak RSS {peaks[address]:.0f} MB, now "
+                  f"{now[address]:.0f} MB (peak after start-up "
+                  f"{before.get(address, float('nan')):.0f} MB; "
                   f"the map is {size_mb:.0f} MB)")
         print(f"maps identical: {identical}; d mean {dask_maps.d_mean_angstrom:.5f} Å over "
               f"{int(dask_maps.mask.sum())} pixels")
