@@ -4,8 +4,10 @@ Every map pixel holds a rocking curve: n_eta detector frames of an ROI. All map 
 the same sample-frame Q of every (eta, row, col) voxel (`vegard.diffraction_geometry.pixel_q`),
 so the centre of mass in Q of all map pixels is one matrix product: frames as a
 (n_pixels, n_eta·R·C) float32 matrix times the fixed (n_eta·R·C, 4) matrix [qx, qy, qz, 1].
-That single sgemm pass over the data is the whole cost of the analysis; no 3-D Q histogram
+That single pass over the data is the whole cost of the analysis; no 3-D Q histogram
 is needed (XSOCS grids every pixel into one first), so the analysis keeps up with the read.
+Integer frames go through a compiled pass (`sxdm_kernel`, numba) that reads each frame once;
+the numpy matrix product is the fallback and the reference it is tested against.
 
 From the centres: d = 2π/|Q|, strain relative to the intensity-weighted mean d of the bright
 (masked-in) pixels, and the tilt of Q from the intensity-weighted mean Q̄, as an altitude
@@ -19,10 +21,13 @@ import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from vegard.diffraction_geometry import tilt_altitude_azimuth_deg
+
+from . import sxdm_kernel
 
 MASK_FRACTION = 0.2
 """Pixels with at least this fraction of the largest integrated intensity are analysed."""
@@ -60,6 +65,11 @@ class QGrid:
         matrix[:, 3] = 1.0
         return cls(matrix, q_ref, q_pixels.shape[:-1])
 
+    @cached_property
+    def q_rows(self) -> np.ndarray:
+        """Q − Q_ref as three contiguous float32 rows (3, n_voxels), for the compiled pass."""
+        return np.ascontiguousarray(self.matrix[:, :3].T)
+
 
 def q_centres(
     frames: np.ndarray,
@@ -69,6 +79,7 @@ def q_centres(
     threshold_counts: float = 0.0,
     chunk_pixels: int | None = None,
     workers: int = 1,
+    kernel: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Centre of mass in Q (Å⁻¹) and integrated counts of every map pixel's rocking curve.
 
@@ -78,13 +89,15 @@ def q_centres(
     results clipped to zero), then voxels at or below `threshold_counts` are zeroed
     (isolated background photons); both 0 skip that element-wise pass. Pixels without
     counts get NaN centres. Work goes `chunk_pixels` map pixels at a time (default: a
-    float32 copy of `CHUNK_BYTES`), on `workers` threads (numpy's cast and BLAS release
-    the GIL). Results do not depend on `workers`, and on `chunk_pixels` only to float32
-    rounding.
+    float32 copy of `CHUNK_BYTES`), on `workers` threads (the compiled pass, numpy's cast
+    and BLAS release the GIL). `kernel`: "auto" (compiled for integer frames, else numpy),
+    "compiled" or "numpy". Results do not depend on `workers`; on `chunk_pixels` not with
+    the compiled pass and only to float32 rounding with numpy.
     """
     grid = q_pixels if isinstance(q_pixels, QGrid) else QGrid.from_pixels(q_pixels)
     sums = q_sums(frames, grid, background_counts=background_counts,
-                  threshold_counts=threshold_counts, chunk_pixels=chunk_pixels, workers=workers)
+                  threshold_counts=threshold_counts, chunk_pixels=chunk_pixels, workers=workers,
+                  kernel=kernel)
     return centres_from_sums(sums, grid.q_ref_inv_angstrom)
 
 
@@ -96,6 +109,7 @@ def q_sums(
     threshold_counts: float = 0.0,
     chunk_pixels: int | None = None,
     workers: int = 1,
+    kernel: str = "auto",
 ) -> np.ndarray:
     """The linear sums behind `q_centres`: Σ counts·(Q − Q_ref) and Σ counts per map pixel.
 
@@ -110,12 +124,21 @@ def q_sums(
     map_shape = frames.shape[: frames.ndim - len(voxel_shape)]
     n_voxels = math.prod(voxel_shape)
     flat = frames.reshape(-1, n_voxels)
+    compiled = _use_compiled(kernel, flat, background_counts)
     if chunk_pixels is None:
         chunk_pixels = max(1, CHUNK_BYTES // (4 * n_voxels))
+        if compiled:  # whole blocks of the kernel's four pixels
+            chunk_pixels = max(4, chunk_pixels - chunk_pixels % 4)
     sums = np.empty((flat.shape[0], 4), dtype=np.float64)
     starts = range(0, flat.shape[0], chunk_pixels)
 
     def run(my_starts: Sequence[int]) -> None:
+        if compiled:
+            for start in my_starts:
+                block = flat[start:start + chunk_pixels]
+                sxdm_kernel.q_sums_compiled(block, grid.q_rows, background_counts,
+                                            threshold_counts, sums[start:start + block.shape[0]])
+            return
         buffer = np.empty((min(chunk_pixels, flat.shape[0]), n_voxels), dtype=np.float32)
         for start in my_starts:
             block = flat[start:start + chunk_pixels]
@@ -130,6 +153,24 @@ def q_sums(
     else:
         run(starts)
     return sums.reshape(*map_shape, 4)
+
+
+KERNELS = ("auto", "compiled", "numpy")
+
+
+def _use_compiled(kernel: str, flat: np.ndarray, background_counts: float) -> bool:
+    """The compiled pass for integer frames (a negative background would make the zeros
+    counts: numpy then), unless `kernel` says otherwise."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel = {kernel!r} is not valid: allowed: {', '.join(KERNELS)}")
+    if kernel == "numpy":
+        return False
+    can = sxdm_kernel.available(flat) and background_counts >= 0
+    if kernel == "compiled" and not can:
+        raise ValueError(f"kernel = 'compiled' cannot take {flat.dtype} frames with background "
+                         f"{background_counts} (allowed: integer frames, background >= 0, "
+                         "numba installed)")
+    return can
 
 
 def centres_from_sums(

@@ -38,12 +38,13 @@ from typing import Any
 import numpy as np
 from event_model import DocumentRouter
 
-from vegard.diffraction_geometry import DetectorRoi, DiffractometerGeometry, pixel_q
+from vegard.diffraction_geometry import DetectorRoi
 from vegard.store.arrays import ArrayFiller
 
 from .esm_map import json_float
 from .figure_process import FigureDrawer
 from .run_metadata import SxdmMetadata
+from .sxdm_dask import DaskReducer, LineJob, MapGraph, line_q
 from .sxdm_maps import MASK_FRACTION, QGrid, SxdmMaps, centres_from_sums, q_sums, sxdm_maps
 
 MAP_STREAM = "primary"
@@ -248,6 +249,10 @@ class SxdmOperandoAnalysis(DocumentRouter):
     ignored (result stays None).
 
     `.finished` (live): the entries of the maps finished so far, by map index.
+
+    `reducer` (`analysis.sxdm_dask.DaskReducer`): the lines are not read here; each map's
+    sums are computed when it is finished, as a Dask graph whose tasks read the frame
+    ranges of the StreamDatum documents from the files; the result is the same, bit for bit.
     """
 
     def __init__(
@@ -256,8 +261,10 @@ class SxdmOperandoAnalysis(DocumentRouter):
         *,
         run_path_for: Callable[[str], Path] | None = None,
         plateau_prominence_fraction: float = PLATEAU_PROMINENCE_FRACTION,
+        reducer: DaskReducer | None = None,
     ) -> None:
         super().__init__()
+        self.reducer = reducer
         self.figures_for = figures_for
         self._figures = FigureDrawer()
         self.run_path_for = run_path_for
@@ -299,6 +306,7 @@ class SxdmOperandoAnalysis(DocumentRouter):
         self._submitted_finish: set[int] = set()
         self._futures: list[Future] = []
         self._accumulators: dict[int, SxdmMapAccumulator] = {}
+        self._graphs: dict[int, MapGraph] = {}
         self.finished: dict[int, dict[str, Any]] = {}
         self._monitor: dict[str, list[Any]] = {"time_s": [], "potential_v": [], "current_a": [],
                                                "charge_mah": [], "mode": []}
@@ -463,14 +471,26 @@ class SxdmOperandoAnalysis(DocumentRouter):
         if accumulator is None:
             accumulator = self._accumulators[line.map_index] = SxdmMapAccumulator(
                 line.map_index, self._x_um.size, self._y_um.size, self._points)
-        frames = self._filler.arrays_for(line.datum)[self._frames_key]
-        frames = frames.reshape(-1, *frames.shape[-2:])  # (1, nx, R, C) → (nx, R, C)
         r = line.readbacks
-        geometry = DiffractometerGeometry(**self._geometry, energy_ev=r["energy_ev"])
-        q = pixel_q(geometry, r["eta_deg"], r["phi_deg"], r["nu_deg"], r["delta_deg"],
-                    self._roi.rows, self._roi.cols)
-        accumulator.add_line(line.row, line.eta_index, frames, q,
-                             threshold_counts=self._threshold)
+        geometry = {**self._geometry, "energy_ev": r["energy_ev"]}
+        angles = (r["eta_deg"], r["phi_deg"], r["nu_deg"], r["delta_deg"])
+        if self.reducer is not None:  # read by a task of the map's graph, at its finish
+            if accumulator.q_ref is None:
+                q = line_q(geometry, angles, self._roi)
+                accumulator.q_ref = q.reshape(-1, 3).mean(axis=0)
+            graph = self._graphs.setdefault(line.map_index, MapGraph(
+                f"sxdm-{self._uid}-map{line.map_index}", self._y_um.size, self._x_um.size))
+            graph.jobs.append(LineJob(
+                self._filler.slab_for(line.datum), line.row, geometry, angles,
+                tuple(self._sxdm.roi), tuple(float(v) for v in accumulator.q_ref),
+                self._threshold))
+            accumulator.lines[line.row, line.eta_index] = True
+        else:
+            frames = self._filler.arrays_for(line.datum)[self._frames_key]
+            frames = frames.reshape(-1, *frames.shape[-2:])  # (1, nx, R, C) → (nx, R, C)
+            accumulator.add_line(line.row, line.eta_index, frames,
+                                 line_q(geometry, angles, self._roi),
+                                 threshold_counts=self._threshold)
         times = line.frame_times_s[np.isfinite(line.frame_times_s)]
         if times.size:
             accumulator.time_min_s = min(accumulator.time_min_s, float(times.min()))
@@ -480,6 +500,9 @@ class SxdmOperandoAnalysis(DocumentRouter):
 
     def _finish_map(self, index: int, monitor: dict[str, np.ndarray]) -> None:
         accumulator = self._accumulators[index]
+        graph = self._graphs.pop(index, None)
+        if graph is not None:
+            accumulator.sums = self.reducer.map_sums(graph)
         maps = accumulator.maps(self._mask_fraction)
         entry = self._entry(accumulator, maps, monitor)
         if self.figures_for is not None:

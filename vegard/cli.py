@@ -5,6 +5,7 @@
     vegard run PROTOCOL --profile P [--json]
     vegard runs [--json]
     vegard replay UID [--json]
+    vegard analyze UID [--dask [--workers N] | --scheduler tcp://HOST:PORT] [--json]
     vegard sim serve [--profile P] [--set ...] [--host H --allow-remote]
     vegard sim params [--profile P] [--set ...] [--json]
     vegard serve [--profile P] [--devices a,b] [--speedup S] [--host H --allow-remote]
@@ -156,6 +157,55 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _analyze(args: argparse.Namespace) -> int:
+    """A recorded run through its analysis; the SXDM reduction on Dask if asked."""
+    from vegard.analysis.sxdm_dask import check_scheduler_address, check_workers
+    from vegard.replay import replay_run
+
+    try:  # before anything is started
+        if args.scheduler is not None:
+            check_scheduler_address(args.scheduler)
+            if args.workers is not None:
+                raise ValueError("--workers starts a local cluster; with --scheduler the "
+                                 "scheduler's workers are used (give one of the two)")
+        if args.workers is not None:
+            check_workers(args.workers)
+    except ValueError as refused:
+        raise ConfigError(str(refused)) from None
+    if args.scheduler is None and not args.dask and args.workers is None:
+        summary = replay_run(data_directory(args.data_dir), args.uid)
+    else:
+        summary = _analyze_on_dask(args)
+    if args.json:
+        _print_json(summary)
+    else:
+        print_summary(summary)
+    return 0
+
+
+def _analyze_on_dask(args: argparse.Namespace) -> dict[str, Any]:
+    from distributed import Client
+
+    from vegard.analysis.sxdm_dask import DaskReducer, local_cluster
+    from vegard.replay import replay_run
+
+    cluster = None
+    if args.scheduler is not None:
+        client = Client(args.scheduler, timeout="10s")
+    else:
+        cluster, client = local_cluster(args.workers or 2)
+    try:
+        summary = replay_run(data_directory(args.data_dir), args.uid,
+                             reducer=DaskReducer(client))
+        summary["dask"] = {"scheduler": client.scheduler.address,
+                           "workers": len(client.scheduler_info().get("workers", {}))}
+        return summary
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
 def _sim_lab(
     args: argparse.Namespace, *, fixed_ports: bool, host: str | None = None,
     allow_remote: bool = False,
@@ -290,6 +340,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("uid", help="run uid (a unique prefix is enough)")
     common(sub)
 
+    sub = commands.add_parser(
+        "analyze", help="a recorded run through its analysis (SXDM maps on Dask if asked)")
+    sub.add_argument("uid", help="run uid (a unique prefix is enough)")
+    sub.add_argument("--dask", action="store_true",
+                     help="run the SXDM reduction on a local Dask cluster (127.0.0.1 only)")
+    sub.add_argument("--workers", type=int,
+                     help="worker processes of the local cluster (1 … 64, default 2; "
+                          "implies --dask)")
+    sub.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                     help="run the SXDM reduction on this Dask scheduler's workers")
+    common(sub)
+
     sim = commands.add_parser("sim", help="simulated instruments").add_subparsers(
         dest="sim_command", required=True
     )
@@ -338,6 +400,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return _runs(args)
     if args.command == "replay":
         return _replay(args)
+    if args.command == "analyze":
+        return _analyze(args)
     if args.command == "serve":
         return _serve(args)
     if args.sim_command == "serve":

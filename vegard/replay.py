@@ -42,8 +42,12 @@ class _RunSpan(DocumentRouter):
         self.reason = doc.get("reason", "")
 
 
-def replay_run(data_dir: Path, uid_prefix: str) -> dict[str, Any]:
-    """Replay one run and return a summary shaped like the live run's."""
+def replay_run(data_dir: Path, uid_prefix: str, *, reducer: Any = None) -> dict[str, Any]:
+    """Replay one run and return a summary shaped like the live run's.
+
+    `reducer` (`analysis.sxdm_dask.DaskReducer`) goes to every analysis that takes one
+    (the SXDM maps): their reduction then runs as Dask graphs (`vegard analyze --dask`).
+    """
     from vegard.store.catalog import find_run
 
     wall_started = time.monotonic()
@@ -54,6 +58,10 @@ def replay_run(data_dir: Path, uid_prefix: str) -> dict[str, Any]:
     if found is None:
         raise ConfigError(f"{run_path}: protocol kind {kind!r} has no known analysis")
     analyses = found.analyses(lambda uid: run_directory(data_dir, uid) / "figures")
+    if reducer is not None:
+        for analysis in analyses:
+            if hasattr(analysis, "reducer"):
+                analysis.reducer = reducer
     span = _RunSpan()
     result = replay(run_path, [*analyses, span])
     if not result.complete:

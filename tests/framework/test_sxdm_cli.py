@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_runs import dry_run
+from cli_runs import dry_run, vegard_json
 
 from vegard.cli import main
 
@@ -104,6 +104,19 @@ def test_replay_reproduces_the_analysis(operando, capsys) -> None:
     replayed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0
     assert replayed["analysis"] == summary["analysis"]
+
+
+def test_analyze_on_dask_gives_the_live_analysis(operando) -> None:
+    """`vegard analyze UID --workers 1`: the maps reduced by a local Dask cluster's worker
+    process, which reads the frame ranges of the StreamDatum documents from the files,
+    equal the live analysis to the last bit (every d400, strain and tilt figure)."""
+    data_dir, summary, _ = operando
+    analysed, stderr = vegard_json("analyze", summary["run_uids"][0], "--data-dir",
+                                   str(data_dir), "--workers", "1")
+    assert analysed["dask"]["workers"] == 1
+    assert analysed["dask"]["scheduler"].startswith("tcp://127.0.0.1:")
+    assert analysed["analysis"] == summary["analysis"]
+    assert "INFO" not in stderr
 
 
 def test_full_size_dry_run_reports_the_estimate_without_frames(tmp_path) -> None:

@@ -15,6 +15,7 @@ the run's ``arrays/`` folder, given as ``run_path``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,11 +26,22 @@ import numpy as np
 
 from .layout import arrays_directory
 
-__all__ = ["ArrayFiller", "ArraysCallback"]
+__all__ = ["ArrayFiller", "ArraySlab", "ArraysCallback"]
 
 HDF5_MIMETYPE = "application/x-hdf5"
 
 ArraysCallback = Callable[[Mapping[str, Any], dict[str, np.ndarray]], None]
+
+
+@dataclass(frozen=True)
+class ArraySlab:
+    """Rows [start, stop) along axis 0 of one HDF5 dataset: what a stream_datum points at."""
+
+    data_key: str
+    path: str
+    dataset: str
+    start: int
+    stop: int
 
 
 def uri_to_path(uri: str) -> Path:
@@ -70,6 +82,13 @@ class ArrayFiller:
         ``(stop - start, *row_shape)``; when a descriptor declares ``k``
         collections per index (shape ``[k, *row_shape]``), ``k`` rows per index.
         """
+        slab = self.slab_for(stream_datum)
+        dataset = self._file(Path(slab.path))[slab.dataset]
+        return {slab.data_key: dataset[slab.start:slab.stop]}
+
+    def slab_for(self, stream_datum: Mapping[str, Any]) -> ArraySlab:
+        """Where the datum's rows are (file, dataset, rows along axis 0), without reading
+        them: for readers in other processes (`analysis.sxdm_dask`)."""
         resource = self._resources.get(stream_datum["stream_resource"])
         if resource is None:
             raise LookupError(
@@ -88,7 +107,8 @@ class ArrayFiller:
                 f"{dataset.file.filename}:{dataset.name} has {dataset.shape[0]} rows, "
                 f"stream_datum {stream_datum['uid']} needs rows up to {stop}"
             )
-        return {resource["data_key"]: dataset[start:stop]}
+        return ArraySlab(resource["data_key"], str(dataset.file.filename), dataset.name,
+                         int(start), int(stop))
 
     def resolve_path(self, stream_resource: Mapping[str, Any]) -> Path:
         """The file behind a stream resource, here or in the run's moved ``arrays/``."""
