@@ -264,7 +264,7 @@ def summary_lines(analysis: dict[str, Any]) -> list[str]:
         lines.append(f"  map {entry['map_index']:>2}  U = {potential:.3f} V  d400 = {d400:.4f} Å"
                      f"  microstrain {microstrain:.1e}  tilt ≤ {tilt:.3f}°")
     plateaus = (analysis.get("charge") or {}).get("plateaus_v")
-    if plateaus:
+    if plateaus and "full_map" not in analysis:  # one map's charge shows no plateaus
         lines.append("  plateaus      " + ", ".join(f"{v:.3f} V" for v in plateaus))
     estimate = analysis.get("estimate")
     if isinstance(estimate, dict):
