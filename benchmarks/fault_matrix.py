@@ -75,7 +75,7 @@ ESM = Experiment(
 )
 SXDM = Experiment(
     "sxdm_operando_small", "configs/protocols/sxdm_operando_lmno.yaml",
-    (("pixels: [10, 8]", "pixels: [8, 6]"), ("count: 8", "count: 3")),
+    (("pixels: [32, 32]", "pixels: [8, 6]"), ("count: 4", "count: 3")),
     0.4,
 )
 EELS = Experiment(

@@ -78,9 +78,14 @@ def operando_sxdm(
     first_delta_deg: float,
     max_maps: int,
     map_interval_s: float = 0.0,
+    first_map_index: int = 0,
+    first_map_delay_s: float = 0.0,
     md: dict[str, Any] | None = None,
 ):
-    """Charge and map until the voltage limit or `max_maps`; the cell rests on every exit."""
+    """Charge and map until the voltage limit or `max_maps`; the cell rests on every exit.
+
+    `first_map_index` numbers the first map; `first_map_delay_s` charges that long before
+    it (a dry run of one late map of a long series: `--full-map`)."""
     detector.check_exposure(map_settings.exposure_s)
     detector.check_exposure(search.exposure_s)
     monitor_stream = f"{potentiostat.name}_monitor"
@@ -102,11 +107,14 @@ def operando_sxdm(
     def maps():
         eta_center, delta = first_eta_center_deg, first_delta_deg
         next_start_s = None
-        for map_index in range(max_maps):
-            if map_index and (yield from _limit_reached(potentiostat)):
-                stop["reason"] = yield from _limit_reason(potentiostat, charge, map_index)
+        for taken in range(max_maps):
+            map_index = first_map_index + taken
+            if taken and (yield from _limit_reached(potentiostat)):
+                stop["reason"] = yield from _limit_reason(potentiostat, charge, taken)
                 logger.info(stop["reason"])
                 break
+            if not taken and first_map_delay_s > 0:
+                yield from bps.sleep(first_map_delay_s)
             if map_interval_s and next_start_s is not None:
                 yield from bps.sleep(max(0.0, next_start_s - detector.clock.now()))
             next_start_s = detector.clock.now() + map_interval_s

@@ -91,6 +91,10 @@ _PLATEAU2_SWITCH_WIDTH_X = 0.04
 _PLATEAU2_TILT_GROWTH_X = 0.1
 """Lithium-content range over which plateau 2's tilts grow to their largest."""
 _CACHE_SIZE = 64
+_STATS_X_STEP = 1e-3
+"""The reference-grid statistics that normalise the Li0.5 pattern and the tilts are worked
+out at x on this grid and interpolated linearly between (every acquisition has its own x:
+worked out exactly, they cost more than the frames of a short line)."""
 
 
 @dataclass(frozen=True)
@@ -390,6 +394,18 @@ class LmnoCrystal:
             self._cache[item] = value
         return value
 
+    def _on_x_grid(self, key: str, x_li: float, compute: Callable[[float], Any]) -> tuple:
+        """`compute(x)` interpolated linearly between the `_STATS_X_STEP` grid nodes around x
+        (each node computed once, `_cached`)."""
+        position = x_li / _STATS_X_STEP
+        low = math.floor(position)
+        share = position - low
+        below = self._cached(key, low * _STATS_X_STEP, compute)
+        if share < 1e-9:
+            return below
+        above = self._cached(key, (low + 1) * _STATS_X_STEP, compute)
+        return tuple((1.0 - share) * a + share * b for a, b in zip(below, above, strict=True))
+
     def _front_thresholds(self, x_li: float) -> tuple[float, float]:
         """Where the plateau-1 and plateau-2 fronts stand (in their order units, µm)."""
         p = self.parameters
@@ -481,7 +497,7 @@ class LmnoCrystal:
         slope1 = (p["d400_li1_angstrom"] - p["d400_solid_solution_end_angstrom"]) / (1 - onset)
         li1_d = (p["d400_li1_angstrom"] - slope1 * (1.0 - li1_content)) * defect
 
-        mean05, rms05 = self._cached("li05", x, self._li05_pattern_stats)
+        mean05, rms05 = self._on_x_grid("li05", x, self._li05_pattern_stats)
         pattern05 = (self._li05_field(points, self._li05_shift(x)) - mean05) / rms05
         li05_content = 0.5 + p["li05_heterogeneity_rms"] * pattern05
         li05_d = (p["d400_li05_angstrom"]
@@ -501,7 +517,7 @@ class LmnoCrystal:
         contents = {"li1": li1_content, "li05": li05_content,
                     "li0": np.zeros_like(li1_content)}
 
-        mean_tilt, scale, cap = self._cached("tilt", x, self._tilt_normalisation)
+        mean_tilt, scale, cap = self._on_x_grid("tilt", x, self._tilt_normalisation)
         tilt = (self._raw_tilt(points, x) - mean_tilt) * scale
         size = np.linalg.norm(tilt, axis=-1, keepdims=True)
         tilt = tilt * np.minimum(1.0, cap / np.maximum(size, 1e-300))

@@ -1,7 +1,7 @@
 """The `vegard` command.
 
     vegard check PROTOCOL [--profile P] [--json]
-    vegard dry-run PROTOCOL [--profile P] [--set inst.param=value ...] [--json]
+    vegard dry-run PROTOCOL [--profile P] [--set inst.param=value ...] [--full-map N] [--json]
     vegard run PROTOCOL --profile P [--json]
     vegard runs [--json]
     vegard replay UID [--json]
@@ -58,7 +58,8 @@ def _execute(args: argparse.Namespace, *, dry_run: bool) -> int:
     from vegard.session import Session
 
     protocol_path = Path(args.protocol)
-    protocol = load_protocol(protocol_path)
+    protocol = with_full_map(load_protocol(protocol_path), getattr(args, "full_map", None),
+                             protocol_path)
     profile_path = Path(args.profile) if args.profile else default_sim_profile()
     profile = load_profile(profile_path)
     session = Session(
@@ -79,6 +80,16 @@ def _execute(args: argparse.Namespace, *, dry_run: bool) -> int:
         print(f"vegard: run ended with {outcome.exit_status}: {outcome.reason}", file=sys.stderr)
         return 1
     return 0
+
+
+def with_full_map(protocol: Any, number: int | None, path: Path) -> Any:
+    """`--full-map N` as the protocol's `full_map` (its range is the protocol kind's check)."""
+    if number is None:
+        return protocol
+    if "full_map" not in type(protocol).model_fields:
+        raise ConfigError(f"{path}: --full-map = {number} is not valid for protocol "
+                          f"{protocol.protocol!r}: allowed only for operando_sxdm protocols")
+    return protocol.model_copy(update={"full_map": number})
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -331,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "--paced", type=float, metavar="SPEEDUP", dest="speedup",
                 help="run instrument time at SPEEDUP x wall time, to watch a run live "
                      "(default: virtual time, as fast as the computation allows)")
+            sub.add_argument(
+                "--full-map", type=int, metavar="N",
+                help="operando SXDM with dry_run: estimate: take map N (1-based) at full "
+                     "size on the simulators, estimate the others")
         sub.add_argument("--quiet", action="store_true", help="no progress lines")
         common(sub)
 

@@ -19,7 +19,7 @@ from vegard.plans.operando_sxdm import ChargeSettings, operando_sxdm
 from vegard.plans.rocking_map import RockingMapSettings, raster_axis_um
 from vegard.registry import Bench, ProtocolKind
 
-from .sxdm_estimate import estimate_operando_sxdm
+from .sxdm_estimate import BYTES_PER_COUNT, estimate_operando_sxdm
 from .sxdm_settings import OperandoSxdmProtocol
 
 ROLES = {"potentiostat": "scpi_potentiostat", "diffractometer": "epics_motors",
@@ -73,12 +73,37 @@ def check_operando_sxdm(protocol: OperandoSxdmProtocol, bench: Bench, path: Path
             raise ConfigError(
                 f"{path}: map {axis}: |center| + size/2 = {reach_um:g} µm is not valid: "
                 f"allowed: ≤ {half_range_um:g} µm (sample piezo range {where})")
+    check_full_map(protocol, bench, path)
     shortest_d = geometry_of(bench).wavelength_angstrom / 2
     if protocol.start_d400_angstrom < shortest_d:
         raise ConfigError(
             f"{path}: start_d400_angstrom = {protocol.start_d400_angstrom:g} Å is not valid: "
             f"allowed: ≥ λ/2 = {shortest_d:.4g} Å at "
             f"{ENERGY_EV:g} eV (no Bragg reflection otherwise)")
+
+
+def check_full_map(protocol: OperandoSxdmProtocol, bench: Bench, path: Path) -> None:
+    """`full_map` (`--full-map`) names a map the series takes, in an estimate-only protocol."""
+    number = protocol.full_map
+    if number is None:
+        return
+    field = f"{path}: full_map (--full-map) = {number!r}"
+    if protocol.dry_run != "estimate":
+        raise ConfigError(f"{field} is not valid: allowed only with dry_run: estimate (this "
+                          f"protocol has dry_run: {protocol.dry_run}; every map is simulated)")
+    estimate = estimate_operando_sxdm(protocol, bench.settings["area_detector"])
+    last = min(protocol.maps.count, estimate["maps"])
+    if not 1 <= number <= last:
+        raise ConfigError(
+            f"{field} is not valid: allowed: 1 … {last} (maps.count = {protocol.maps.count}; "
+            f"the {estimate['charge_duration_h']:.3g} h charge lasts for {estimate['maps']} "
+            f"maps of {estimate['map_duration_min']:.1f} min)")
+
+
+def full_map_start_s(protocol: OperandoSxdmProtocol, estimate: dict[str, Any]) -> float:
+    """When map `full_map` starts after the charge does: its predecessors' map periods."""
+    period_s = max(estimate["map_duration_min"] * 60.0, protocol.maps.interval_s)
+    return (int(protocol.full_map or 1) - 1) * period_s
 
 
 def geometry_of(bench: Bench) -> DiffractometerGeometry:
@@ -108,8 +133,14 @@ def plan_operando_sxdm(protocol: OperandoSxdmProtocol, devices: dict[str, Any],
     detector_settings = bench.settings["area_detector"]
     estimate = estimate_operando_sxdm(protocol, detector_settings)
     md = {**md, "sxdm_estimate": estimate}
+    first_map, delay_s, max_maps = 0, 0.0, protocol.maps.count
     if protocol.dry_run == "estimate" and md.get("dry_run"):
-        return _estimate_only(devices, md)
+        if protocol.full_map is None:
+            return _estimate_only(devices, md)
+        # one map at full size, at its place in the charge; the others stay estimated
+        first_map, delay_s, max_maps = protocol.full_map - 1, full_map_start_s(
+            protocol, estimate), 1
+        md = {**md, "sxdm_full_map": protocol.full_map}
     geometry = geometry_of(bench)
     settings = map_settings_of(protocol, bench)
     search = protocol.peak_search
@@ -130,8 +161,10 @@ def plan_operando_sxdm(protocol: OperandoSxdmProtocol, devices: dict[str, Any],
         geometry=geometry,
         first_eta_center_deg=theta,
         first_delta_deg=2 * theta,
-        max_maps=protocol.maps.count,
+        max_maps=max_maps,
         map_interval_s=protocol.maps.interval_s,
+        first_map_index=first_map,
+        first_map_delay_s=delay_s,
         md=md,
     )
 
@@ -148,14 +181,43 @@ def _estimate_only(devices: dict[str, Any], md: dict[str, Any]):
 
 
 class EstimateReport:
-    """Puts the start document's `sxdm_estimate` into the result (live and replay)."""
+    """Puts the start document's `sxdm_estimate` into the result (live and replay), and for
+    a `full_map` dry run the simulated map's frames as stored: their bytes (uint16, as the
+    estimate counts them) and the HDF5 files' size on disk (compressed)."""
 
     def __init__(self) -> None:
         self.result: dict[str, Any] | None = None
+        self._full_map: int | None = None
+        self._frame_keys: dict[str, tuple[int, int]] = {}  # key → (frames, pixels) per line
+        self._resources: dict[str, str] = {}  # stream resource uid → data key
+        self._files: set[str] = set()
+        self._bytes = 0
+        self._frames = 0
 
     def __call__(self, name: str, doc: dict) -> None:
         if name == "start" and "sxdm_estimate" in doc:
             self.result = {"estimate": doc["sxdm_estimate"]}
+            self._full_map = doc.get("sxdm_full_map")
+        elif self._full_map is None:
+            return
+        elif name == "descriptor" and doc.get("name") == "primary":
+            for key, spec in doc["data_keys"].items():
+                shape = spec.get("shape") or []
+                if spec.get("external") == "STREAM:" and len(shape) == 4:  # 1 × nx × R × C
+                    self._frame_keys[key] = (shape[1], shape[2] * shape[3])
+        elif name == "stream_resource" and doc.get("data_key") in self._frame_keys:
+            self._resources[doc["uid"]] = doc["data_key"]
+            self._files.add(doc["uri"].removeprefix("file://localhost"))
+        elif name == "stream_datum" and doc.get("stream_resource") in self._resources:
+            frames, pixels = self._frame_keys[self._resources[doc["stream_resource"]]]
+            lines = doc["indices"]["stop"] - doc["indices"]["start"]
+            self._frames += lines * frames
+            self._bytes += lines * frames * pixels * BYTES_PER_COUNT
+        elif name == "stop" and self.result is not None:
+            on_disk = sum(Path(f).stat().st_size for f in self._files if Path(f).is_file())
+            self.result["full_map"] = {"map_number": self._full_map, "frames": self._frames,
+                                       "data_volume_gb": self._bytes / 1e9,
+                                       "stored_gb": on_disk / 1e9}
 
 
 def ground_truth_maps(lab: Any, names: dict[str, str], analysis: dict[str, Any]
@@ -202,7 +264,7 @@ def summary_lines(analysis: dict[str, Any]) -> list[str]:
         lines.append(f"  map {entry['map_index']:>2}  U = {potential:.3f} V  d400 = {d400:.4f} Å"
                      f"  microstrain {microstrain:.1e}  tilt ≤ {tilt:.3f}°")
     plateaus = (analysis.get("charge") or {}).get("plateaus_v")
-    if plateaus:
+    if plateaus and "full_map" not in analysis:  # one map's charge shows no plateaus
         lines.append("  plateaus      " + ", ".join(f"{v:.3f} V" for v in plateaus))
     estimate = analysis.get("estimate")
     if isinstance(estimate, dict):
@@ -212,6 +274,25 @@ def summary_lines(analysis: dict[str, Any]) -> list[str]:
             f"{estimate['frames']:,} frames, "
             f"{estimate['data_volume_gb']:.1f} GB, dose {estimate['dose_mgy']:.3g} MGy "
             f"({estimate['exposure_per_frame_s'] * 1e3:g} ms per frame)")
+        lines.extend(full_map_lines(analysis, estimate))
+    return lines
+
+
+def full_map_lines(analysis: dict[str, Any], estimate: dict[str, Any]) -> list[str]:
+    """The simulated full-size map next to the estimate of one map."""
+    full = analysis.get("full_map")
+    simulated = [m for m in analysis.get("maps") or [] if isinstance(m, dict)]
+    if not isinstance(full, dict) or not simulated:
+        return []
+    span_s = simulated[0].get("frame_span_s")
+    lines = [f"  full map {full['map_number']} simulated: {full['frames']:,} frames "
+             f"(estimate {estimate['frames_per_map']:,})"]
+    if isinstance(span_s, (int, float)):
+        lines.append(f"    frames span {span_s:.1f} s, estimate {estimate['frame_span_s']:.1f} s "
+                     f"({100 * (span_s / estimate['frame_span_s'] - 1):+.3f} %)")
+    lines.append(f"    data {full['data_volume_gb']:.4g} GB, estimate "
+                 f"{estimate['data_volume_per_map_gb']:.4g} GB; stored "
+                 f"{full['stored_gb']:.3g} GB on disk (compressed)")
     return lines
 
 

@@ -89,3 +89,8 @@ class OperandoSxdmProtocol(ProtocolSettings):
     material: DoseMaterial = DoseMaterial()
     dry_run: Literal["acquire", "estimate"] = "acquire"
     """`estimate`: a dry run reports duration, data volume and dose without taking frames."""
+    full_map: int | None = None
+    """With `dry_run: estimate`: map number n (1-based) is taken at full size on the
+    simulators (charge started n−1 map periods before it), the rest estimated; `vegard
+    dry-run --full-map n` sets it. Checked against `maps.count` and the maps the charge
+    lasts for (`check_operando_sxdm`)."""

@@ -16,9 +16,9 @@ from vegard.cli import main
 pytestmark = pytest.mark.slow  # end-to-end on the simulators
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-PROTOCOL = REPOSITORY / "configs/protocols/sxdm_operando_lmno.yaml"
-FULL = REPOSITORY / "configs/protocols/sxdm_operando_lmno_full.yaml"
-
+PROTOCOL = Path(__file__).with_name("operando_test.yaml")  # 10 × 8 × 10: the shipped one
+FULL = REPOSITORY / "configs/protocols/sxdm_operando_lmno_full.yaml"  # is too big for tests
+FULL_TINY = Path(__file__).with_name("operando_full_tiny.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +127,43 @@ def test_full_size_dry_run_reports_the_estimate_without_frames(tmp_path) -> None
     assert 34 <= estimate["map_duration_min"] <= 38 and estimate["maps"] == 26
     assert estimate["data_volume_gb"] > 100
     assert not list((tmp_path / "store").rglob("*.h5"))
+
+
+def test_one_full_map_takes_what_the_estimate_predicts_for_one_map(tmp_path) -> None:
+    """`--full-map 3` of a full-style (estimate-only) protocol: map 3 alone, at full size on
+    the simulators, after two map periods of charge; its frames, their span and their bytes
+    are the estimate's for one map (span within 0.1 %, frames and bytes exact)."""
+    summary, _ = dry_run(tmp_path / "store", FULL_TINY, "--quiet", "--full-map", "3")
+    analysis = summary["analysis"]
+    estimate, full = analysis["estimate"], analysis["full_map"]
+    (entry,) = analysis["maps"]
+    assert entry["map_index"] == 2 and entry["complete"] and entry["peak_in_view"]
+    assert full["frames"] == estimate["frames_per_map"] == 4 * 3 * 6
+    assert full["data_volume_gb"] == pytest.approx(estimate["data_volume_per_map_gb"], rel=1e-12)
+    assert 0 < full["stored_gb"] < full["data_volume_gb"]  # compressed in the run store
+    assert entry["frame_span_s"] == pytest.approx(estimate["frame_span_s"], rel=1e-3)
+    # charged for two map periods first: map 3's frames start after them
+    start_s = entry["time_span_s"][0] - summary["clock_origin_s"]
+    assert start_s > 2 * estimate["map_duration_min"] * 60
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--full-map", "0"), "full_map (--full-map) = 0 is not valid: allowed: 1 … 26 "
+                          "(maps.count = 40; the 15 h charge lasts for 26 maps"),
+    (("--full-map", "41"), "full_map (--full-map) = 41 is not valid: allowed: 1 … 26"),
+])
+def test_full_map_out_of_range_is_refused_before_anything_moves(tmp_path, capsys, extra,
+                                                                message) -> None:
+    code = main(["dry-run", str(FULL), "--data-dir", str(tmp_path), "--quiet", *extra])
+    error = capsys.readouterr().err
+    assert code == 2 and str(FULL) in error and message in error, error
+    assert not list(tmp_path.rglob("documents.jsonl"))
+
+
+def test_full_map_is_refused_for_a_protocol_that_simulates_every_map(tmp_path, capsys) -> None:
+    code = main(["dry-run", str(PROTOCOL), "--data-dir", str(tmp_path), "--full-map", "1"])
+    assert code == 2
+    assert "allowed only with dry_run: estimate" in capsys.readouterr().err
 
 
 def test_a_fault_mid_run_leaves_the_cell_at_rest_and_the_detector_disarmed(tmp_path) -> None:

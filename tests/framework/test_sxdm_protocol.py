@@ -72,9 +72,9 @@ def test_malformed_c_rate_is_a_validation_error(tmp_path) -> None:
 
 def test_raster_pixels_are_centred_in_the_field() -> None:
     settings = map_settings_of(load_protocol(PROTOCOL), bench_of(load_protocol(PROTOCOL)))
-    assert len(settings.x_um) == 10 and settings.pixel_step_um == pytest.approx(0.45)
-    assert settings.x_um[0] == pytest.approx(-2.025) and settings.y_um[-1] == pytest.approx(
-        4.5 / 2 - 4.5 / 16)
+    assert len(settings.x_um) == 32 and settings.pixel_step_um == pytest.approx(4.5 / 32)
+    assert settings.x_um[0] == pytest.approx(-2.25 + 4.5 / 64) and settings.y_um[-1] == (
+        pytest.approx(4.5 / 2 - 4.5 / 64))
     assert settings.roi.shape == (64, 160)
     # centred on the direct-beam pixel
     assert settings.roi.row_start + 31.5 == pytest.approx(255.5, abs=0.5)
