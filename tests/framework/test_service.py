@@ -189,6 +189,20 @@ def small_esm_protocol(path: Path, lines: int = 8, averages: int = 2) -> Path:
         excitation={"averages": averages}, temperature_stage={"settle_time_s": 10})
 
 
+def start_long_map(stack, tmp_path: Path):
+    """Queue a long ESM map and start it; return once the tip is biased (mid-map)."""
+    manager = stack.http()
+    open_environment(manager)
+    protocol = small_esm_protocol(tmp_path / "esm_long.yaml", lines=256, averages=50)
+    manager.item_add(BPlan("run_protocol", str(protocol)))
+    manager.queue_start()
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not stack.simulator("SAFE? afm")["bias_output_on"]:  # the map is being taken
+        assert time.monotonic() < deadline, "the map never biased the tip"
+        time.sleep(0.02)
+    return manager, protocol
+
+
 def test_protocol_file_and_typed_plan_run_from_the_queue(stack, tmp_path):
     manager = stack.http()
     open_environment(manager)
@@ -260,15 +274,7 @@ def test_two_clients_adding_at_once_both_run_in_queue_order(stack):
 
 
 def test_abort_mid_map_leaves_the_tip_unbiased_and_parked(stack, tmp_path):
-    manager = stack.http()
-    open_environment(manager)
-    protocol = small_esm_protocol(tmp_path / "esm_long.yaml", lines=256, averages=50)
-    manager.item_add(BPlan("run_protocol", str(protocol)))
-    manager.queue_start()
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    while not stack.simulator("SAFE? afm")["bias_output_on"]:  # the map is being taken
-        assert time.monotonic() < deadline, "the map never biased the tip"
-        time.sleep(0.02)
+    manager, _ = start_long_map(stack, tmp_path)
     manager.re_pause(option="immediate")
     manager.wait_for_idle_or_paused(timeout=RUN_TIMEOUT_S)
     status = manager.status(reload=True)
@@ -331,15 +337,7 @@ def test_a_killed_re_manager_comes_back_with_its_queue_and_the_runs_intact(stack
 
 
 def test_sigterm_aborts_the_running_plan_then_leaves_no_process(stack, tmp_path):
-    manager = stack.http()
-    open_environment(manager)
-    protocol = small_esm_protocol(tmp_path / "esm_long.yaml", lines=256, averages=50)
-    manager.item_add(BPlan("run_protocol", str(protocol)))
-    manager.queue_start()
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    while not stack.simulator("SAFE? afm")["bias_output_on"]:  # the map is being taken
-        assert time.monotonic() < deadline, "the map never biased the tip"
-        time.sleep(0.02)
+    _, protocol = start_long_map(stack, tmp_path)
     children = stack.descendants()
     assert len(children) >= 5  # redis, the RE Manager's three, HTTP server, Tiled
     assert stack.stop() == 0
